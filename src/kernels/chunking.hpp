@@ -1,0 +1,81 @@
+// How the optimized kernels cut each channel's values into chunks, and merge the chunks.
+//
+// Every boundary here is a function of the geometry alone, never of the thread count: a thread
+// only decides *who* computes a chunk, not *what* a chunk is, and partial results are merged in
+// one fixed tree. That is why results are bitwise identical for any OMP_NUM_THREADS.
+//
+//   leaf   - a run of consecutive values of one channel (logical order o-major, i-minor), small
+//            enough to stay in cache between the two passes of the moments.
+//   group  - consecutive leaves handled by one task, merged left to right. The number of groups
+//            per channel is capped, so scratch memory grows with C but not with N*H*W.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "bnorm/phases.hpp"
+
+namespace bnorm::kernels {
+
+// Values of one channel per leaf in the channels-first family: 16 KiB of float, in L1.
+inline constexpr std::int64_t kLeafValues = 4096;
+// Values of a channels-last tile (rows x channel block): 64 KiB of float, in L2.
+inline constexpr std::int64_t kTileValues = 16384;
+// Channels per channels-last block: the width of the per-channel accumulators.
+inline constexpr std::int64_t kChannelBlock = 256;
+// At most this many groups (partial results) per channel.
+inline constexpr std::int64_t kMaxGroups = 64;
+// Below this many values a call runs on the calling thread: starting threads would cost more.
+inline constexpr std::int64_t kParallelMinValues = std::int64_t{1} << 15;
+
+struct ChunkPlan {
+  std::int64_t leaf = 1;              // values (or rows) per leaf
+  std::int64_t leaves = 0;            // leaves per channel
+  std::int64_t leaves_per_group = 1;  // leaves per group
+  std::int64_t groups = 0;            // groups per channel
+};
+
+// Plans `count` values in leaves of `leaf`; count may be 0 (no leaves, no groups).
+inline ChunkPlan plan_chunks(std::int64_t count, std::int64_t leaf) {
+  ChunkPlan p;
+  p.leaf = leaf;
+  p.leaves = (count + leaf - 1) / leaf;
+  p.leaves_per_group = std::max<std::int64_t>(1, (p.leaves + kMaxGroups - 1) / kMaxGroups);
+  p.groups = (p.leaves + p.leaves_per_group - 1) / p.leaves_per_group;
+  return p;
+}
+
+// Rows per channels-last leaf for a block of `width` channels: even, so that values paired
+// in consecutive rows never straddle two leaves.
+inline std::int64_t rows_per_tile(std::int64_t width) {
+  const std::int64_t rows = std::max<std::int64_t>(2, kTileValues / std::max<std::int64_t>(1, width));
+  return rows - rows % 2;
+}
+
+// Pairwise merge of parts[0], parts[stride], ..., parts[(n-1)*stride] in a fixed tree;
+// the result is left in parts[0]. n == 0 leaves an empty Moments in parts[0] (if it exists).
+inline void tree_merge(Moments* parts, std::int64_t n, std::int64_t stride) {
+  for (std::int64_t step = 1; step < n; step *= 2) {
+    for (std::int64_t i = 0; i + step < n; i += 2 * step) {
+      parts[i * stride] = merge(parts[i * stride], parts[(i + step) * stride]);
+    }
+  }
+}
+
+// The same fixed tree for plain sums.
+inline void tree_sum(double* parts, std::int64_t n, std::int64_t stride) {
+  for (std::int64_t step = 1; step < n; step *= 2) {
+    for (std::int64_t i = 0; i + step < n; i += 2 * step) {
+      parts[i * stride] += parts[(i + step) * stride];
+    }
+  }
+}
+
+// Moments of values whose sum and (residual sum, square sum about `mean`) are known:
+// the corrected two-pass formula M2 = sum r^2 - (sum r)^2 / n.
+inline Moments leaf_moments(double n, double mean, double residual_sum, double square_sum) {
+  const double m2 = square_sum - residual_sum * residual_sum / n;
+  return Moments{n, mean, m2 > 0 ? m2 : 0.0};
+}
+
+}  // namespace bnorm::kernels
