@@ -14,9 +14,10 @@ namespace {
 // a * b, or an error naming the shape when it does not fit in int64.
 std::int64_t checked_multiply(std::int64_t a, std::int64_t b, std::span<const std::int64_t> shape) {
   if (b != 0 && a > std::numeric_limits<std::int64_t>::max() / b) {
-    throw Error(fmt::format("shape [{}]: the element count overflows int64; expected a shape with "
-                            "at most {} elements",
-                            fmt::join(shape, ", "), std::numeric_limits<std::int64_t>::max()));
+    throw Error(
+        fmt::format("shape [{}]: the element count overflows int64; expected a shape with "
+                    "at most {} elements",
+                    fmt::join(shape, ", "), std::numeric_limits<std::int64_t>::max()));
   }
   return a * b;
 }
@@ -26,14 +27,16 @@ std::int64_t checked_multiply(std::int64_t a, std::int64_t b, std::span<const st
 Geometry geometry_of(std::span<const std::int64_t> shape, int axis) {
   const auto rank = static_cast<std::int64_t>(shape.size());
   if (rank < 2) {
-    throw Error(fmt::format("shape [{}]: rank {}; expected rank >= 2 (a batch axis and a channel "
-                            "axis)",
-                            fmt::join(shape, ", "), rank));
+    throw Error(
+        fmt::format("shape [{}]: rank {}; expected rank >= 2 (a batch axis and a channel "
+                    "axis)",
+                    fmt::join(shape, ", "), rank));
   }
   if (axis < -rank || axis >= rank) {
-    throw Error(fmt::format("axis = {}: out of range for shape [{}] of rank {}; expected "
-                            "{} <= axis < {}",
-                            axis, fmt::join(shape, ", "), rank, -rank, rank));
+    throw Error(
+        fmt::format("axis = {}: out of range for shape [{}] of rank {}; expected "
+                    "{} <= axis < {}",
+                    axis, fmt::join(shape, ", "), rank, -rank, rank));
   }
   const std::int64_t a = axis < 0 ? axis + rank : axis;
   for (std::int64_t d = 0; d < rank; ++d) {

@@ -24,16 +24,18 @@ inline void geometry(std::string_view fn, const Geometry& g) {
                             g.channels, describe(g)));
   }
   if (g.outer < 0 || g.inner < 0) {
-    throw Error(fmt::format("{}: geometry {} has a negative extent; expected outer >= 0 and "
-                            "inner >= 0",
-                            fn, describe(g)));
+    throw Error(
+        fmt::format("{}: geometry {} has a negative extent; expected outer >= 0 and "
+                    "inner >= 0",
+                    fn, describe(g)));
   }
   const auto max = std::numeric_limits<std::int64_t>::max();
   if ((g.inner != 0 && g.channels > max / g.inner) ||
       (g.outer != 0 && g.channels * g.inner != 0 && g.outer > max / (g.channels * g.inner))) {
-    throw Error(fmt::format("{}: geometry {} has more elements than int64 can count; expected "
-                            "outer*channels*inner <= {}",
-                            fn, describe(g), max));
+    throw Error(
+        fmt::format("{}: geometry {} has more elements than int64 can count; expected "
+                    "outer*channels*inner <= {}",
+                    fn, describe(g), max));
   }
 }
 
@@ -41,15 +43,16 @@ inline void geometry(std::string_view fn, const Geometry& g) {
 inline void tensor(std::string_view fn, std::string_view name, std::size_t size,
                    const Geometry& g) {
   if (static_cast<std::int64_t>(size) != g.size()) {
-    throw Error(fmt::format("{}: {} has {} values; expected outer*channels*inner = {} for "
-                            "geometry {}",
-                            fn, name, size, g.size(), describe(g)));
+    throw Error(
+        fmt::format("{}: {} has {} values; expected outer*channels*inner = {} for "
+                    "geometry {}",
+                    fn, name, size, g.size(), describe(g)));
   }
 }
 
 // A per-channel span; `optional` ones may also be empty.
-inline void channel(std::string_view fn, std::string_view name, std::size_t size,
-                    const Geometry& g, bool optional) {
+inline void channel(std::string_view fn, std::string_view name, std::size_t size, const Geometry& g,
+                    bool optional) {
   if (static_cast<std::int64_t>(size) == g.channels || (optional && size == 0)) return;
   throw Error(fmt::format("{}: {} has {} values; expected {}{} (one per channel)", fn, name, size,
                           g.channels, optional ? " or 0 (not wanted)" : ""));

@@ -5,5 +5,7 @@
 #include "bnorm/error.hpp"
 #include "bnorm/functional.hpp"
 #include "bnorm/geometry.hpp"
+#include "bnorm/io.hpp"
 #include "bnorm/kernels.hpp"
 #include "bnorm/phases.hpp"
+#include "bnorm/safetensors.hpp"

@@ -45,13 +45,12 @@ void forward_training(std::span<const double> x, std::span<double> y, const Geom
                       std::span<double> batch_mean, std::span<double> batch_variance,
                       const Communicator& comm);
 
-// Inference forward with given statistics: y = gamma * (x - mean) / sqrt(variance + epsilon) + beta.
-// Requires additionally: every variance + epsilon >= 0 is not checked; a negative sum gives NaN
-// in that channel only.
+// Inference forward with given statistics: y = gamma * (x - mean) / sqrt(variance + epsilon) +
+// beta. Requires additionally: every variance + epsilon >= 0 is not checked; a negative sum gives
+// NaN in that channel only.
 void forward_inference(std::span<const float> x, std::span<float> y, const Geometry& g,
                        std::span<const float> gamma, std::span<const float> beta,
-                       std::span<const float> mean, std::span<const float> variance,
-                       float epsilon);
+                       std::span<const float> mean, std::span<const float> variance, float epsilon);
 void forward_inference(std::span<const double> x, std::span<double> y, const Geometry& g,
                        std::span<const double> gamma, std::span<const double> beta,
                        std::span<const double> mean, std::span<const double> variance,

@@ -61,9 +61,8 @@ void backward_sums(std::span<const double> x, std::span<const double> dy, const 
 // synchronized). count must be > 0 unless the local batch is empty.
 void backward_input(std::span<const float> x, std::span<const float> dy, const Geometry& g,
                     std::span<const float> gamma, std::span<const float> mean,
-                    std::span<const float> variance, double epsilon,
-                    std::span<const double> sum_dy, std::span<const double> sum_dy_xhat,
-                    double count, std::span<float> dx);
+                    std::span<const float> variance, double epsilon, std::span<const double> sum_dy,
+                    std::span<const double> sum_dy_xhat, double count, std::span<float> dx);
 void backward_input(std::span<const double> x, std::span<const double> dy, const Geometry& g,
                     std::span<const double> gamma, std::span<const double> mean,
                     std::span<const double> variance, double epsilon,

@@ -48,7 +48,8 @@ inline ChunkPlan plan_chunks(std::int64_t count, std::int64_t leaf) {
 // Rows per channels-last leaf for a block of `width` channels: even, so that values paired
 // in consecutive rows never straddle two leaves.
 inline std::int64_t rows_per_tile(std::int64_t width) {
-  const std::int64_t rows = std::max<std::int64_t>(2, kTileValues / std::max<std::int64_t>(1, width));
+  const std::int64_t rows =
+      std::max<std::int64_t>(2, kTileValues / std::max<std::int64_t>(1, width));
   return rows - rows % 2;
 }
 

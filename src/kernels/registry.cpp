@@ -18,7 +18,9 @@
 namespace bnorm::kernels {
 namespace {
 
-bool always(const Geometry&) { return true; }
+bool always(const Geometry&) {
+  return true;
+}
 
 template <class T>
 constexpr std::array<Kernel<T>, 3> kRegistry = {{
@@ -40,7 +42,8 @@ struct Forced {
 
 std::string all_names() {
   std::string names;
-  for (const auto& k : kRegistry<float>) names += fmt::format("{}'{}'", names.empty() ? "" : ", ", k.name);
+  for (const auto& k : kRegistry<float>)
+    names += fmt::format("{}'{}'", names.empty() ? "" : ", ", k.name);
   return names;
 }
 
@@ -83,8 +86,12 @@ const Kernel<T>& select_impl(const Geometry& g) {
 
 }  // namespace
 
-const Kernel<float>& select_float(const Geometry& g) { return select_impl<float>(g); }
-const Kernel<double>& select_double(const Geometry& g) { return select_impl<double>(g); }
+const Kernel<float>& select_float(const Geometry& g) {
+  return select_impl<float>(g);
+}
+const Kernel<double>& select_double(const Geometry& g) {
+  return select_impl<double>(g);
+}
 
 }  // namespace bnorm::kernels
 

@@ -50,7 +50,9 @@ Moments leaf(const T* x, const Geometry& g, std::int64_t c, std::int64_t begin, 
 
 }  // namespace
 
-bool channels_first_applies(const Geometry& g) { return g.inner > 1; }
+bool channels_first_applies(const Geometry& g) {
+  return g.inner > 1;
+}
 
 template <class T>
 void channels_first_moments(const T* x, const Geometry& g, Moments* moments) {
@@ -159,13 +161,13 @@ void channels_first_backward_input(const T* x, const T* dy, T* dx, const Geometr
   }
 }
 
-#define BNORM_INSTANTIATE(T)                                                                     \
-  template void channels_first_moments<T>(const T*, const Geometry&, Moments*);                  \
-  template void channels_first_normalize<T>(const T*, T*, const Geometry&,                       \
-                                            const NormalizeCoefficients<T>&);                    \
-  template void channels_first_backward_sums<T>(const T*, const T*, const Geometry&, const T*,   \
-                                                double*, double*);                               \
-  template void channels_first_backward_input<T>(const T*, const T*, T*, const Geometry&,        \
+#define BNORM_INSTANTIATE(T)                                                                   \
+  template void channels_first_moments<T>(const T*, const Geometry&, Moments*);                \
+  template void channels_first_normalize<T>(const T*, T*, const Geometry&,                     \
+                                            const NormalizeCoefficients<T>&);                  \
+  template void channels_first_backward_sums<T>(const T*, const T*, const Geometry&, const T*, \
+                                                double*, double*);                             \
+  template void channels_first_backward_input<T>(const T*, const T*, T*, const Geometry&,      \
                                                  const BackwardCoefficients<T>&);
 BNORM_INSTANTIATE(float)
 BNORM_INSTANTIATE(double)

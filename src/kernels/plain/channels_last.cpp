@@ -32,7 +32,9 @@ TilePlan plan_tiles(const Geometry& g) {
 
 }  // namespace
 
-bool channels_last_applies(const Geometry& g) { return g.inner == 1; }
+bool channels_last_applies(const Geometry& g) {
+  return g.inner == 1;
+}
 
 template <class T>
 void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
@@ -162,13 +164,13 @@ void channels_last_backward_input(const T* x, const T* dy, T* dx, const Geometry
   }
 }
 
-#define BNORM_INSTANTIATE(T)                                                                   \
-  template void channels_last_moments<T>(const T*, const Geometry&, Moments*);                 \
-  template void channels_last_normalize<T>(const T*, T*, const Geometry&,                      \
-                                           const NormalizeCoefficients<T>&);                   \
-  template void channels_last_backward_sums<T>(const T*, const T*, const Geometry&, const T*,  \
-                                               double*, double*);                              \
-  template void channels_last_backward_input<T>(const T*, const T*, T*, const Geometry&,       \
+#define BNORM_INSTANTIATE(T)                                                                  \
+  template void channels_last_moments<T>(const T*, const Geometry&, Moments*);                \
+  template void channels_last_normalize<T>(const T*, T*, const Geometry&,                     \
+                                           const NormalizeCoefficients<T>&);                  \
+  template void channels_last_backward_sums<T>(const T*, const T*, const Geometry&, const T*, \
+                                               double*, double*);                             \
+  template void channels_last_backward_input<T>(const T*, const T*, T*, const Geometry&,      \
                                                 const BackwardCoefficients<T>&);
 BNORM_INSTANTIATE(float)
 BNORM_INSTANTIATE(double)

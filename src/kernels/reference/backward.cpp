@@ -34,7 +34,8 @@ void backward_input(const T* x, const T* dy, T* dx, const Geometry& g,
     for (std::int64_t j = 0; j < count; ++j) {
       const std::int64_t at = offset_of(g, c, j);
       const double centred = static_cast<double>(x[at]) - k.mean[c];
-      dx[at] = static_cast<T>(k.k_dy[c] * static_cast<double>(dy[at]) + k.k_xc[c] * centred + k.k_0[c]);
+      dx[at] =
+          static_cast<T>(k.k_dy[c] * static_cast<double>(dy[at]) + k.k_xc[c] * centred + k.k_0[c]);
     }
   }
 }
