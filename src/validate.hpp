@@ -60,7 +60,7 @@ inline void channel(std::string_view fn, std::string_view name, std::size_t size
 
 inline void epsilon(std::string_view fn, double eps) {
   if (!(eps >= 0) || std::isinf(eps)) {
-    throw Error(fmt::format("{}: epsilon = {}; expected a finite number >= 0", fn, eps));
+    throw Error(fmt::format("{}: epsilon = {:g}; expected a finite number >= 0", fn, eps));
   }
 }
 
