@@ -72,11 +72,12 @@ inline void tree_sum(double* parts, std::int64_t n, std::int64_t stride) {
   }
 }
 
-// Moments of values whose sum and (residual sum, square sum about `mean`) are known:
-// the corrected two-pass formula M2 = sum r^2 - (sum r)^2 / n.
+// Moments of n values from their residuals r = x - mean about a first-pass mean: the corrected
+// two-pass formulas mean += sum r / n and M2 = sum r^2 - (sum r)^2 / n, which remove the first
+// pass's rounding error to first order.
 inline Moments leaf_moments(double n, double mean, double residual_sum, double square_sum) {
   const double m2 = square_sum - residual_sum * residual_sum / n;
-  return Moments{n, mean, m2 > 0 ? m2 : 0.0};
+  return Moments{n, mean + residual_sum / n, m2 > 0 ? m2 : 0.0};
 }
 
 }  // namespace bnorm::kernels

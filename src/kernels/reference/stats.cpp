@@ -1,7 +1,8 @@
 // Reference statistics: the textbook two-pass algorithm over each whole channel, in double.
 //   mean = (1/M) sum x,   M2 = sum (x - mean)^2
-// The second pass also sums the residuals r = x - mean and removes their square
-// (M2 -= (sum r)^2 / M), which cancels the rounding error of the first pass's mean to first order.
+// The second pass also sums the residuals r = x - mean, corrects the mean by their average and
+// removes their square from M2 ((sum r)^2 / M), which cancels the rounding error of the first
+// pass's mean to first order.
 #include "kernels/reference/reference.hpp"
 
 namespace bnorm::kernels::reference {
@@ -26,7 +27,7 @@ void moments(const T* x, const Geometry& g, Moments* moments) {
       square_sum += r * r;
     }
     const double m2 = square_sum - residual_sum * residual_sum / n;
-    moments[c] = Moments{n, mean, m2 > 0 ? m2 : 0.0};
+    moments[c] = Moments{n, mean + residual_sum / n, m2 > 0 ? m2 : 0.0};
   }
 }
 

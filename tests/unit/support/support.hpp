@@ -41,7 +41,7 @@ std::vector<T> gaussian(const Geometry& g, std::uint64_t seed, double offset = 0
   for (std::int64_t c = 0; c < g.channels; ++c) {
     for (std::int64_t j = 0; j < g.count_per_channel(); ++j) {
       x[at(g, c, j)] =
-          static_cast<T>(offset + spread * static_cast<double>(c) + (1.0 + c % 3) * normal(rng));
+          static_cast<T>(offset + spread * static_cast<double>(c) + (1.0 + static_cast<double>(c % 3)) * normal(rng));
     }
   }
   return x;
@@ -77,12 +77,16 @@ std::pair<double, double> channel_max_error(const Geometry& g, std::int64_t c, c
   return {error, magnitude};
 }
 
-// Expects a within `ulps` ulp(max |b|) of b in every channel.
+// Expects a within `ulps` ulp(max |b|) of b in every channel; where the result is a difference of
+// larger terms, `scale[c]` (if given) is the magnitude of those terms and replaces max |b| when
+// larger.
 template <class T>
 void expect_close_per_channel(const Geometry& g, const std::vector<T>& a, const std::vector<T>& b,
-                              double ulps, const std::string& what) {
+                              double ulps, const std::string& what,
+                              const std::vector<double>& scale = {}) {
   for (std::int64_t c = 0; c < g.channels; ++c) {
-    const auto [error, magnitude] = channel_max_error(g, c, a, b);
+    auto [error, magnitude] = channel_max_error(g, c, a, b);
+    if (!scale.empty()) magnitude = std::max(magnitude, scale[c]);
     const double bound = ulps * static_cast<double>(ulp(static_cast<T>(magnitude)));
     EXPECT_LE(error, bound) << what << ": channel " << c << " max |error| " << error
                             << " > " << ulps << " ulp of max |ref| " << magnitude;
