@@ -75,15 +75,7 @@ std::vector<std::string> fast_kernels() {
   return names;
 }
 
-bool applies(const std::string& kernel, const Geometry& g) {
-  const ScopedKernel scoped(kernel);
-  try {
-    (void)kernel_for(g, false);
-    return true;
-  } catch (const Error&) {
-    return false;
-  }
-}
+bool applies(const std::string& kernel, const Geometry& g) { return test::kernel_applies(kernel, g); }
 
 // Both sides accumulate in double, in different orders. Rounded to float the results agree to
 // an ulp or two; kept in double they differ by the accumulation error, which scales with the sum

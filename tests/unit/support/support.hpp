@@ -5,12 +5,16 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstring>
+#include <string>
 #include <cstdint>
 #include <limits>
 #include <random>
 #include <vector>
 
+#include "bnorm/error.hpp"
 #include "bnorm/geometry.hpp"
+#include "bnorm/kernels.hpp"
 
 namespace bnorm::test {
 
@@ -25,6 +29,17 @@ class ScopedThreads {
  private:
   int previous_;
 };
+
+// Whether the kernel named `kernel` handles geometry g.
+inline bool kernel_applies(const std::string& kernel, const Geometry& g) {
+  const ScopedKernel scoped(kernel);
+  try {
+    (void)kernel_for(g, false);
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
 
 // Index of value j of channel c (logical order o-major, i-minor).
 inline std::int64_t at(const Geometry& g, std::int64_t c, std::int64_t j) {
