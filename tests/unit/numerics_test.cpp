@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <limits>
 #include <random>
@@ -180,6 +181,9 @@ TEST(Accuracy, Float32VarianceWithin1e6ForMeansUpTo1e6) {
       if (!test::kernel_applies(kernel, p.geometry())) continue;
       for (const double m : {0.0, 1e2, 1e4, 1e5, 1e6}) {
         const auto a = measure<float>(through_forward_training<float>, p.geometry(), m);
+        std::printf("fp32 %-22s %-28s m=%-6g variance rel. error %.2e, y error %.2f ulp\n",
+                    kernel.c_str(), p.name().c_str(), m, a.variance_relative_error,
+                    a.y_error_in_ulps);
         EXPECT_LE(a.variance_relative_error, 1e-6) << kernel << " " << p.name() << " m=" << m;
         if (m <= 1e5) {
           EXPECT_LE(a.y_error_in_ulps, 4.0) << kernel << " " << p.name() << " m=" << m;
@@ -195,6 +199,8 @@ TEST(Accuracy, Float64VarianceWithin1e12AtMean1e8) {
     for (const auto& p : accuracy_problems()) {
       if (!test::kernel_applies(kernel, p.geometry())) continue;
       const auto a = measure<double>(through_forward_training<double>, p.geometry(), 1e8);
+      std::printf("fp64 %-22s %-28s m=1e8   variance rel. error %.2e\n", kernel.c_str(),
+                  p.name().c_str(), a.variance_relative_error);
       EXPECT_LE(a.variance_relative_error, 1e-12) << kernel << " " << p.name();
     }
   }
@@ -208,6 +214,9 @@ TEST(Accuracy, NaiveOnePassVarianceMutantIsCaught) {
   const auto float64 = measure<double>(naive_one_pass<double>, g, 1e8);
   EXPECT_GT(float64.variance_relative_error, 1e-12) << "fp64 check would not catch the mutant";
   const auto y = measure<float>(naive_one_pass<float>, g, 1e5);
+  std::printf("mutant: fp32 m=1e6 variance rel. error %.2e; fp64 m=1e8 %.2e; fp32 m=1e5 y %.1f ulp\n",
+              float32.variance_relative_error, float64.variance_relative_error,
+              y.y_error_in_ulps);
   EXPECT_GT(y.y_error_in_ulps, 4.0) << "y check would not catch the mutant";
 }
 
