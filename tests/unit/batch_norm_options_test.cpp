@@ -36,9 +36,8 @@ void check_moving_statistics(BatchNormOptions o, const std::vector<std::int64_t>
     const auto r = bn.forward(x, shape, y, true);
     EXPECT_TRUE(r.updated_statistics);
     const auto s = batch_stats(x, v);
-    const auto expected_y =
-        testing::affine_normalize(x, v, s.mean, s.var, o.epsilon, std::vector<double>(C, 1.0),
-                                  std::vector<double>(C, 0.0));
+    const auto expected_y = testing::affine_normalize(
+        x, v, s.mean, s.var, o.epsilon, std::vector<double>(C, 1.0), std::vector<double>(C, 0.0));
     for (std::size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], expected_y[i], kTight) << i;
     for (std::size_t c = 0; c < C; ++c) {
       const double var = o.moving_variance == MovingVariance::kUnbiased
@@ -200,7 +199,8 @@ TEST(BatchNormConventions, BackwardMatchesTheFormula) {
       for (std::int64_t i = 0; i < 5; ++i) {
         const auto at = v.at(n, c, i);
         const double xhat = (x[at] - s.mean[k]) * invstd;
-        const double expected = (0.5 + static_cast<double>(c)) * invstd * (dy[at] - sdy / 20 - xhat * sdyx / 20);
+        const double expected =
+            (0.5 + static_cast<double>(c)) * invstd * (dy[at] - sdy / 20 - xhat * sdyx / 20);
         ASSERT_NEAR(dx[at], expected, kTight);
       }
   }
@@ -229,8 +229,8 @@ TEST(BatchNormContract, EvalNeverChangesStateAndUsesMovingStatistics) {
     EXPECT_EQ(bn.moving_mean()[c], mm[c]);
     EXPECT_EQ(bn.moving_variance()[c], mv[c]);
   }
-  const auto e = testing::affine_normalize(x2, view_of(shape, -1), mm, mv, o.epsilon, {1.0, 1.0},
-                                           {0.0, 0.0});
+  const auto e =
+      testing::affine_normalize(x2, view_of(shape, -1), mm, mv, o.epsilon, {1.0, 1.0}, {0.0, 0.0});
   for (std::size_t i = 0; i < 10; ++i) EXPECT_NEAR(y[i], e[i], kTight);
   // Backward after an inference forward: dx = gamma / sqrt(moving_var + eps) * dy.
   const auto dy = random_values<double>(10, 13);
@@ -448,19 +448,19 @@ TEST(BatchNormContract, AdjustmentIsAppliedToXHatInTrainingOnly) {
     EXPECT_NEAR(bn.beta_grad()[c], sdy, kTight);
     for (std::size_t n = 0; n < 5; ++n) {
       const double xhat = (x[n * 2 + c] - s.mean[c]) * invstd;
-      EXPECT_NEAR(dx[n * 2 + c], gamma[c] * sa * invstd * (dy[n * 2 + c] - sdy / 5 - xhat * sdyx / 5),
-                  kTight);
+      EXPECT_NEAR(dx[n * 2 + c],
+                  gamma[c] * sa * invstd * (dy[n * 2 + c] - sdy / 5 - xhat * sdyx / 5), kTight);
     }
   }
   // Inference: no adjustment.
   bn.forward(x, shape, y, false);
   for (std::size_t i = 0; i < 10; ++i) {
     const std::size_t c = i % 2;
-    EXPECT_NEAR(y[i],
-                gamma[c] * (x[i] - bn.moving_mean()[c]) /
-                        std::sqrt(bn.moving_variance()[c] + o.epsilon) +
-                    beta[c],
-                kTight);
+    EXPECT_NEAR(
+        y[i],
+        gamma[c] * (x[i] - bn.moving_mean()[c]) / std::sqrt(bn.moving_variance()[c] + o.epsilon) +
+            beta[c],
+        kTight);
   }
 }
 
@@ -485,24 +485,23 @@ BatchNormOptions with(const std::function<void(BatchNormOptions&)>& set) {
 }
 
 TEST(BatchNormErrors, InvalidOptionsAreRejectedAtConstruction) {
-  const auto construct = [](BatchNormOptions o) {
-    return [o] { BatchNorm bn(3, o); };
-  };
+  const auto construct = [](BatchNormOptions o) { return [o] { BatchNorm bn(3, o); }; };
   expect_error([] { BatchNorm bn(0); }, {"channels = 0", ">= 1"});
   expect_error(construct(with([](auto& o) { o.momentum = 1.5; })), {"momentum = 1.5", "[0, 1]"});
   expect_error(construct(with([](auto& o) { o.momentum = -0.1; })), {"momentum = -0.1"});
   expect_error(construct(with([](auto& o) { o.momentum = std::nan(""); })), {"momentum = nan"});
   expect_error(construct(with([](auto& o) { o.renorm_momentum = 2; })),
                {"renorm_momentum = 2", "[0, 1]"});
-  expect_error(construct(with([](auto& o) { o.epsilon = -1e-3; })),
-               {"epsilon = -0.001", ">= 0"});
+  expect_error(construct(with([](auto& o) { o.epsilon = -1e-3; })), {"epsilon = -0.001", ">= 0"});
   expect_error(construct(with([](auto& o) { o.epsilon = INFINITY; })), {"epsilon = inf"});
   expect_error(construct(with([](auto& o) {
                  o.renorm = true;
                  o.epsilon = 0;
                })),
                {"epsilon = 0 with renorm", "sqrt(epsilon)"});
-  expect_error(construct(with([](auto& o) { o.renorm_clipping = {0.5, 2, 1}; })),
+  expect_error(construct(with([](auto& o) {
+                 o.renorm_clipping = {0.5, 2, 1};
+               })),
                {"rmax = 0.5 < rmin = 2"});
   expect_error(construct(with([](auto& o) { o.renorm_clipping.dmax = -1; })),
                {"dmax = -1", "dmax >= 0"});
@@ -532,26 +531,26 @@ TEST(BatchNormErrors, InvalidOptionsAreRejectedAtConstruction) {
                {"beta_regularizer", "l1 = nan"});
   expect_error(construct(with([](auto& o) { o.gamma_constraint = Constraint::max_norm(-1); })),
                {"gamma_constraint", "max_value = -1"});
-  expect_error(
-      construct(with([](auto& o) { o.beta_constraint = Constraint::min_max_norm(2, 1); })),
-      {"beta_constraint", "min_value <= max_value"});
+  expect_error(construct(with([](auto& o) { o.beta_constraint = Constraint::min_max_norm(2, 1); })),
+               {"beta_constraint", "min_value <= max_value"});
   expect_error(
       construct(with([](auto& o) { o.beta_constraint = Constraint::min_max_norm(0, 1, 1.5); })),
       {"beta_constraint", "rate in [0, 1]"});
-  expect_error(construct(with([](auto& o) {
-                 o.gamma_initializer = Initializer::random_uniform(1, -1);
-               })),
-               {"gamma_initializer", "minval <= maxval"});
+  expect_error(
+      construct(with([](auto& o) { o.gamma_initializer = Initializer::random_uniform(1, -1); })),
+      {"gamma_initializer", "minval <= maxval"});
   expect_error(construct(with([](auto& o) {
                  o.moving_variance_initializer = Initializer::random_normal(0, -1);
                })),
                {"moving_variance_initializer", "stddev >= 0"});
-  expect_error(construct(with([](auto& o) {
-                 o.moving_mean_initializer = Initializer::constant(INFINITY);
-               })),
-               {"moving_mean_initializer", "finite"});
-  expect_error([] { (void)renorm_clipping_schedule(0, {10, 3, 5, 5, 20}); },
-               {"renorm_clipping_schedule", "plain_steps < rmax_step"});
+  expect_error(
+      construct(with([](auto& o) { o.moving_mean_initializer = Initializer::constant(INFINITY); })),
+      {"moving_mean_initializer", "finite"});
+  expect_error(
+      [] {
+        (void)renorm_clipping_schedule(0, {10, 3, 5, 5, 20});
+      },
+      {"renorm_clipping_schedule", "plain_steps < rmax_step"});
 }
 
 TEST(BatchNormErrors, InvalidInputsAreRejectedAtTheCall) {

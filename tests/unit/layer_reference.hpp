@@ -69,9 +69,9 @@ std::vector<double> affine_normalize(const std::vector<T>& x, const View& v,
     for (std::int64_t c = 0; c < v.channels; ++c)
       for (std::int64_t i = 0; i < v.inner; ++i) {
         const auto k = static_cast<std::size_t>(c);
-        y[v.at(o, c, i)] = scale[k] * (static_cast<double>(x[v.at(o, c, i)]) - mean[k]) /
-                               std::sqrt(var[k] + eps) +
-                           shift[k];
+        y[v.at(o, c, i)] =
+            scale[k] * (static_cast<double>(x[v.at(o, c, i)]) - mean[k]) / std::sqrt(var[k] + eps) +
+            shift[k];
       }
   return y;
 }
