@@ -129,7 +129,11 @@ void BasicBatchNorm<T>::load(const std::filesystem::path& path, const std::strin
   const std::string tracked_name = prefix + "num_batches_tracked";
   known.insert(tracked_name);
   if (file.contains(tracked_name)) {
-    const auto& t = file.expect(tracked_name, safetensors::Dtype::kI64, {});
+    // PyTorch stores a 0-d tensor (shape []); some converters write shape [1]: both hold one.
+    const std::int64_t one[] = {1};
+    const auto& t = file.tensors.at(tracked_name).shape.empty()
+                        ? file.expect(tracked_name, safetensors::Dtype::kI64, {})
+                        : file.expect(tracked_name, safetensors::Dtype::kI64, one);
     tracked = t.values<std::int64_t>(tracked_name)[0];
     if (tracked < 0) fail(fmt::format("num_batches_tracked = {}; expected >= 0", tracked));
   }
