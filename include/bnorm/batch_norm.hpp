@@ -20,6 +20,7 @@
 #include "bnorm/constraints.hpp"
 #include "bnorm/geometry.hpp"
 #include "bnorm/initializers.hpp"
+#include "bnorm/phases.hpp"
 #include "bnorm/regularizers.hpp"
 
 namespace bnorm {
@@ -112,9 +113,11 @@ struct BatchNormOptions {
 
   // Keras defaults (the member initializers above).
   static BatchNormOptions keras() { return {}; }
-  // PyTorch BatchNorm{1,2,3}d: axis 1, momentum 0.1 in PyTorch's direction, eps 1e-5, unbiased
-  // running variance, error on one value per channel, weight 1, bias 0.
-  static BatchNormOptions pytorch(std::optional<double> momentum = 0.1);
+  // PyTorch BatchNorm{1,2,3}d(num_features, eps=1e-5, momentum, affine, track_running_stats):
+  // axis 1, momentum in PyTorch's direction, eps 1e-5, unbiased running variance, error on one
+  // value per channel, weight 1, bias 0; affine = false is center = scale = false.
+  static BatchNormOptions pytorch(std::optional<double> momentum = 0.1, bool affine = true,
+                                  bool track_running_stats = true);
 
   // Throws bnorm::Error naming the option, its value and why it is invalid.
   void validate() const;
@@ -188,6 +191,8 @@ class BasicBatchNorm {
   [[nodiscard]] std::span<const T> beta() const { return beta_; }
   [[nodiscard]] std::span<const T> gamma_grad() const { return gamma_grad_; }
   [[nodiscard]] std::span<const T> beta_grad() const { return beta_grad_; }
+  [[nodiscard]] std::span<T> gamma_grad() { return gamma_grad_; }
+  [[nodiscard]] std::span<T> beta_grad() { return beta_grad_; }
   // Moving statistics (empty when track_running_stats is false).
   [[nodiscard]] std::span<T> moving_mean() { return moving_mean_; }
   [[nodiscard]] std::span<const T> moving_mean() const { return moving_mean_; }
@@ -236,6 +241,11 @@ class BasicBatchNorm {
   std::vector<T> batch_mean_avg_, batch_variance_avg_;
   std::vector<double> r_, d_, adj_scale_, adj_bias_;
   std::vector<T> gamma_eff_, beta_eff_;
+
+  // Working memory reused across calls (per-channel sizes), so a steady state allocates nothing.
+  std::vector<Moments> moments_, gathered_;
+  std::vector<double> mean_, variance_, sum_dy_, sum_dy_xhat_, group_dy_, group_dy_xhat_;
+  std::vector<T> group_dgamma_, group_dbeta_, zeros_;
 };
 
 using BatchNorm = BasicBatchNorm<float>;

@@ -214,14 +214,15 @@ void BasicBatchNorm<T>::forward_group(std::span<const T> x, std::span<T> y, std:
   }
 
   // The phases, with the communicator between them.
-  std::vector<Moments> moments(C);
+  std::vector<Moments>& moments = moments_;
+  moments.resize(C);
   channel_moments(x, g, moments);
   if (comm != nullptr && comm->size() > 1) {
     static_assert(sizeof(Moments) == 3 * sizeof(double));
-    std::vector<Moments> gathered(C * static_cast<std::size_t>(comm->size()));
+    gathered_.resize(C * static_cast<std::size_t>(comm->size()));
     comm->allgather(std::span<const double>(&moments[0].count, 3 * C),
-                    std::span<double>(&gathered[0].count, 3 * gathered.size()));
-    merge_ranks(gathered, comm->size(), moments);
+                    std::span<double>(&gathered_[0].count, 3 * gathered_.size()));
+    merge_ranks(gathered_, comm->size(), moments);
   }
   const double count = moments[0].count;
   if (count == 1 && options_.single_value == SingleValuePolicy::kError) {
@@ -231,7 +232,10 @@ void BasicBatchNorm<T>::forward_group(std::span<const T> x, std::span<T> y, std:
         fmt::join(shape_, ", "), comm != nullptr && comm->size() > 1 ? " over all ranks" : ""));
   }
   counts_[k] = count;
-  std::vector<double> mean(C), variance(C);
+  std::vector<double>& mean = mean_;
+  std::vector<double>& variance = variance_;
+  mean.resize(C);
+  variance.resize(C);
   for (std::size_t c = 0; c < C; ++c) {
     mean[c] = moments[c].mean;
     variance[c] = count > 0 ? moments[c].m2 / count : 0.0;
@@ -280,7 +284,10 @@ void BasicBatchNorm<T>::backward(std::span<const T> x, std::span<const T> dy, st
   const T eps = static_cast<T>(options_.epsilon);
   const Communicator* comm = sync_comm();
   // Per channel: sum dy * x_hat and sum dy over every group (and rank when synchronized).
-  std::vector<double> sum_dy_xhat(C, 0.0), sum_dy(C, 0.0);
+  std::vector<double>& sum_dy_xhat = sum_dy_xhat_;
+  std::vector<double>& sum_dy = sum_dy_;
+  sum_dy_xhat.assign(C, 0.0);
+  sum_dy.assign(C, 0.0);
 
   if (mode_ == Mode::kMoving) {
     // y = a * x + b with constant a = gamma / sqrt(moving_var + eps): dx = a * dy, which is
@@ -288,22 +295,29 @@ void BasicBatchNorm<T>::backward(std::span<const T> x, std::span<const T> dy, st
     // alias dy.
     backward_sums(x, dy, geometry_, cspan(moving_mean_), cspan(moving_variance_), options_.epsilon,
                   sum_dy, sum_dy_xhat);
-    if (comm != nullptr) {
-      std::vector<double> both(2 * C);
+    if (comm != nullptr) {  // one collective for both sums
+      std::vector<double>& both = group_dy_;
+      both.resize(2 * C);
       std::copy(sum_dy.begin(), sum_dy.end(), both.begin());
       std::copy(sum_dy_xhat.begin(), sum_dy_xhat.end(), both.begin() + static_cast<long>(C));
       comm->allreduce_sum(both);
       std::copy(both.begin(), both.begin() + static_cast<long>(C), sum_dy.begin());
       std::copy(both.begin() + static_cast<long>(C), both.end(), sum_dy_xhat.begin());
     }
-    const std::vector<T> zeros(C, T(0));
-    forward_inference(dy, dx, geometry_, cspan(gamma_), {}, cspan(zeros), cspan(moving_variance_),
+    zeros_.assign(C, T(0));
+    forward_inference(dy, dx, geometry_, cspan(gamma_), {}, cspan(zeros_), cspan(moving_variance_),
                       eps);
   } else {
     const std::span<const T> gamma = affine_effective_ ? cspan(gamma_eff_) : cspan(gamma_);
     const auto n = static_cast<std::size_t>(geometry_.size());
-    std::vector<T> dgamma(C), dbeta(C);
-    std::vector<double> s_dy(C), s_dy_xhat(C);
+    std::vector<T>& dgamma = group_dgamma_;
+    std::vector<T>& dbeta = group_dbeta_;
+    std::vector<double>& s_dy = group_dy_;
+    std::vector<double>& s_dy_xhat = group_dy_xhat_;
+    dgamma.resize(C);
+    dbeta.resize(C);
+    s_dy.resize(C);
+    s_dy_xhat.resize(C);
     for (std::size_t k = 0; k < static_cast<std::size_t>(groups_); ++k) {
       const auto xk = x.subspan(k * n, n);
       const auto dyk = dy.subspan(k * n, n);

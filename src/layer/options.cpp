@@ -8,8 +8,12 @@
 
 namespace bnorm {
 
-BatchNormOptions BatchNormOptions::pytorch(std::optional<double> momentum) {
+BatchNormOptions BatchNormOptions::pytorch(std::optional<double> momentum, bool affine,
+                                           bool track_running_stats) {
   BatchNormOptions o;
+  o.center = affine;
+  o.scale = affine;
+  o.track_running_stats = track_running_stats;
   o.axis = 1;
   o.momentum = momentum;
   o.momentum_convention = MomentumConvention::kPyTorch;

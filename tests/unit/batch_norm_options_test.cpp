@@ -125,6 +125,15 @@ TEST(BatchNormConventions, PresetsHaveTheFrameworkDefaults) {
   EXPECT_EQ(t.momentum_convention, MomentumConvention::kPyTorch);
   EXPECT_EQ(t.moving_variance, MovingVariance::kUnbiased);
   EXPECT_EQ(t.single_value, SingleValuePolicy::kError);
+  // PyTorch's affine=False, track_running_stats=False: no parameters, no running statistics.
+  const BatchNormOptions bare = BatchNormOptions::pytorch(0.1, false, false);
+  EXPECT_FALSE(bare.center);
+  EXPECT_FALSE(bare.scale);
+  EXPECT_FALSE(bare.track_running_stats);
+  BatchNorm none(4, bare);
+  EXPECT_TRUE(none.gamma().empty());
+  EXPECT_TRUE(none.beta().empty());
+  EXPECT_TRUE(none.moving_mean().empty());
   BatchNorm bn(4, t);
   for (int c = 0; c < 4; ++c) {
     EXPECT_EQ(bn.gamma()[c], 1.0f);
