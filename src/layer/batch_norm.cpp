@@ -120,6 +120,8 @@ ForwardResult BasicBatchNorm<T>::forward(std::span<const T> x, std::span<const s
   }
   const bool train = training && options_.trainable;
   const auto C = static_cast<std::size_t>(channels_);
+  // Until this forward succeeds there is nothing for backward to use.
+  mode_ = Mode::kNone;
   shape_.assign(shape.begin(), shape.end());
   ForwardResult result;
 
@@ -156,7 +158,6 @@ ForwardResult BasicBatchNorm<T>::forward(std::span<const T> x, std::span<const s
   // Samples along axis 0 are contiguous blocks of outer / groups rows (axis 0 is not the
   // channel axis, so it is part of outer).
   geometry_ = groups_ > 1 ? Geometry{g.outer / groups_, g.channels, g.inner} : g;
-  mode_ = Mode::kBatch;
 
   std::fill(adj_scale_.begin(), adj_scale_.end(), 1.0);
   std::fill(adj_bias_.begin(), adj_bias_.end(), 0.0);
@@ -172,6 +173,7 @@ ForwardResult BasicBatchNorm<T>::forward(std::span<const T> x, std::span<const s
   for (std::size_t k = 0; k < G; ++k) {
     forward_group(x.subspan(k * n, n), y.subspan(k * n, n), k, train);
   }
+  mode_ = Mode::kBatch;
   // The statistics reported (and averaged into the moving ones): the mean over virtual batches.
   for (std::size_t c = 0; c < C; ++c) {
     double m = 0, v = 0;
@@ -269,7 +271,9 @@ void BasicBatchNorm<T>::forward_group(std::span<const T> x, std::span<T> y, std:
 template <class T>
 void BasicBatchNorm<T>::backward(std::span<const T> x, std::span<const T> dy, std::span<T> dx) {
   if (mode_ == Mode::kNone) {
-    throw Error("BatchNorm::backward: no forward before; expected forward, then backward");
+    throw Error(
+        "BatchNorm::backward: no forward before (or the last one failed); expected a successful "
+        "forward, then backward");
   }
   const std::int64_t total = geometry_.size() * groups_;
   if (static_cast<std::int64_t>(x.size()) != total ||

@@ -349,6 +349,13 @@ TEST(BatchNormContract, OneValuePerChannelFollowsTheConvention) {
         << e.what();
     EXPECT_NE(std::string(e.what()).find("[1, 3]"), std::string::npos) << e.what();
   }
+  // The failed forward leaves nothing for backward.
+  try {
+    torch.backward(x, dy, dx);
+    FAIL() << "expected bnorm::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no forward before"), std::string::npos) << e.what();
+  }
   // Inference with one value per channel is fine in both conventions.
   EXPECT_NO_THROW(torch.forward(x, shape, y, false));
 }
