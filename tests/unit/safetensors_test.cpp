@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <string>
 
 namespace bnorm {
@@ -124,6 +125,38 @@ INSTANTIATE_TEST_SUITE_P(
       name = name.substr(0, name.find('.'));
       return name;
     });
+
+// Every prefix of a valid file and many single-byte corruptions are either parsed or rejected
+// with bnorm::Error: never a crash, another exception type, or an accepted inconsistent file.
+TEST(Safetensors, TruncationsAndCorruptionsAreRejectedCleanly) {
+  const std::vector<float> f = {1, 2, 3, 4};
+  const std::vector<std::int64_t> i = {7, 8};
+  const st::TensorRef tensors[] = {st::TensorRef::of<float>("gamma", f, {2, 2}),
+                                   st::TensorRef::of<std::int64_t>("n", i)};
+  const auto good = st::serialize(tensors, {{"bnorm.format", "1"}});
+  for (std::size_t n = 0; n < good.size(); ++n) {
+    EXPECT_THROW((void)st::parse(std::span(good).first(n), "prefix"), Error) << n;
+  }
+  std::mt19937 gen(5);
+  int accepted = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    auto bad = good;
+    const auto at = std::uniform_int_distribution<std::size_t>(0, bad.size() - 1)(gen);
+    bad[at] = static_cast<std::byte>(std::uniform_int_distribution<int>(0, 255)(gen));
+    try {
+      const st::File file = st::parse(bad, "mutant");
+      ++accepted;  // e.g. a changed data byte or metadata character: still consistent
+      for (const auto& [name, t] : file.tensors) {
+        std::uint64_t bytes = st::dtype_size(t.dtype);
+        for (const auto d : t.shape) bytes *= static_cast<std::uint64_t>(d);
+        EXPECT_EQ(bytes, t.data.size()) << name;
+      }
+    } catch (const Error&) {
+    }
+  }
+  EXPECT_GT(accepted, 0);
+  EXPECT_LT(accepted, 3000);
+}
 
 TEST(Safetensors, ExpectNamesTheTensorAndWhatWasExpected) {
   const st::File file = st::load(kMalformed / "valid.safetensors");
