@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -65,7 +66,10 @@ void write_file_atomically(const std::filesystem::path& path, std::span<const st
                            const std::function<void()>& before_rename) {
   const std::filesystem::path directory =
       path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  TempFile temp(directory / fmt::format(".{}.tmp.{}", path.filename().string(), ::getpid()));
+  // pid + a process-wide counter: two threads (or two calls) never share a temporary file.
+  static std::atomic<unsigned long> serial{0};
+  TempFile temp(directory / fmt::format(".{}.tmp.{}.{}", path.filename().string(), ::getpid(),
+                                        serial.fetch_add(1)));
   temp.write_all(bytes);
   temp.sync_and_close();
   if (before_rename) before_rename();
@@ -86,6 +90,9 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view t
 }
 
 std::string read_file(const std::filesystem::path& path) {
+  // A directory opens as a stream on Linux and reads as empty: say what it is instead.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail("cannot read", path, EISDIR);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot open", path, errno);
   std::ostringstream contents;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "bnorm/error.hpp"
 #include "bnorm/io.hpp"
@@ -129,7 +130,15 @@ std::vector<std::byte> serialize(std::span<const TensorRef> tensors,
                       {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
-  std::string text = header.dump();
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const json::exception& e) {  // e.g. a name that is not valid UTF-8
+    throw Error(
+        fmt::format("safetensors: cannot write the header: {}; expected UTF-8 tensor "
+                    "names and metadata",
+                    e.what()));
+  }
   // Pad the header with spaces to 8 bytes, so the data buffer is aligned (as the reference does).
   text.append((8 - text.size() % 8) % 8, ' ');
   std::vector<std::byte> out(8 + text.size() + offset);
@@ -168,10 +177,26 @@ File parse(std::span<const std::byte> bytes, std::string_view source) {
   }
   const auto* text = reinterpret_cast<const char*>(bytes.data() + 8);
   json header;
+  // nlohmann keeps the last of repeated keys silently; a repeated tensor name would lose a
+  // tensor (and show up later as a misleading "gap"), so top-level keys are checked here.
+  std::set<std::string> names;
+  std::string repeated;
+  const json::parser_callback_t on_event = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth == 1 && event == json::parse_event_t::key && repeated.empty() &&
+        !names.insert(parsed.get<std::string>()).second) {
+      repeated = parsed.get<std::string>();
+    }
+    return true;
+  };
   try {
-    header = json::parse(text, text + header_bytes);
+    header = json::parse(text, text + header_bytes, on_event);
   } catch (const json::exception& e) {
     malformed(source, fmt::format("bad JSON header: {}", e.what()));
+  }
+  if (!repeated.empty()) {
+    malformed(source, fmt::format("bad JSON header: key '{}' appears more than once; expected "
+                                  "unique tensor names",
+                                  repeated));
   }
   if (!header.is_object()) malformed(source, "bad JSON header: expected an object");
   const std::uint64_t buffer = bytes.size() - 8 - header_bytes;
