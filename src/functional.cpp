@@ -32,16 +32,14 @@ Moments merge(const Moments& a, const Moments& b) {
   const double delta = b.mean - a.mean;
   // delta == 0 keeps the mean and adds the M2s exactly (and avoids inf * 0 for infinite means).
   if (delta == 0) return Moments{n, a.mean, a.m2 + b.m2};
-  return Moments{n, a.mean + delta * (b.count / n),
-                 a.m2 + b.m2 + delta * delta * (a.count * b.count / n)};
+  return Moments{n, a.mean + delta * (b.count / n), a.m2 + b.m2 + delta * delta * (a.count * b.count / n)};
 }
 
 void merge_ranks(std::span<const Moments> per_rank, int ranks, std::span<Moments> merged) {
   if (ranks < 1 || per_rank.size() != static_cast<std::size_t>(ranks) * merged.size()) {
-    throw Error(
-        fmt::format("merge_ranks: per_rank has {} entries for {} ranks; expected ranks >= 1 "
-                    "and ranks x channels = {} x {}",
-                    per_rank.size(), ranks, ranks, merged.size()));
+    throw Error(fmt::format("merge_ranks: per_rank has {} entries for {} ranks; expected ranks >= 1 "
+                            "and ranks x channels = {} x {}",
+                            per_rank.size(), ranks, ranks, merged.size()));
   }
   const std::size_t channels = merged.size();
   for (std::size_t c = 0; c < channels; ++c) {
@@ -113,8 +111,9 @@ void check_normalize_args(std::string_view fn, std::span<const T> x, std::span<T
 
 template <class T>
 void normalize_impl(std::span<const T> x, std::span<T> y, const Geometry& g,
-                    std::span<const T> gamma, std::span<const T> beta, std::span<const double> mean,
-                    std::span<const double> variance, double epsilon) {
+                    std::span<const T> gamma, std::span<const T> beta,
+                    std::span<const double> mean, std::span<const double> variance,
+                    double epsilon) {
   constexpr std::string_view fn = "normalize";
   check_normalize_args(fn, x, y, g, gamma, beta, epsilon);
   validate::channel(fn, "mean", mean.size(), g, false);
@@ -231,7 +230,7 @@ void backward_input_unchecked(std::span<const T> x, std::span<const T> dy, const
     // From the rounded a, so that a constant dy gives k_dy_w * dy + k_0_w == 0 exactly.
     k_0_w[c] = static_cast<T>(-static_cast<double>(k_dy_w[c]) * (sum_dy[c] / count));
   }
-  const kernels::BackwardCoefficients<T> k{mean_d,      k_dy,   k_xc,   k_0,
+  const kernels::BackwardCoefficients<T> k{mean_d, k_dy,   k_xc,   k_0,
                                            mean.data(), k_dy_w, k_xc_w, k_0_w};
   kernels::select<T>(g).backward_input(x.data(), dy.data(), dx.data(), g, k);
 }
@@ -326,10 +325,9 @@ void backward_input_impl(std::span<const T> x, std::span<const T> dy, const Geom
   validate::channel(fn, "sum_dy_xhat", sum_dy_xhat.size(), g, false);
   validate::tensor(fn, "dx", dx.size(), g);
   if (g.size() > 0 && !(count > 0)) {
-    throw Error(
-        fmt::format("{}: count = {}; expected the number of values the statistics came "
-                    "from (> 0) for a non-empty batch",
-                    fn, count));
+    throw Error(fmt::format("{}: count = {}; expected the number of values the statistics came "
+                            "from (> 0) for a non-empty batch",
+                            fn, count));
   }
   backward_input_unchecked(x, dy, g, gamma, mean, variance, epsilon, sum_dy, sum_dy_xhat, count,
                            dx);
@@ -349,8 +347,9 @@ void backward_sums(std::span<const double> x, std::span<const double> dy, const 
 
 void backward_input(std::span<const float> x, std::span<const float> dy, const Geometry& g,
                     std::span<const float> gamma, std::span<const float> mean,
-                    std::span<const float> variance, double epsilon, std::span<const double> sum_dy,
-                    std::span<const double> sum_dy_xhat, double count, std::span<float> dx) {
+                    std::span<const float> variance, double epsilon,
+                    std::span<const double> sum_dy, std::span<const double> sum_dy_xhat,
+                    double count, std::span<float> dx) {
   backward_input_impl(x, dy, g, gamma, mean, variance, epsilon, sum_dy, sum_dy_xhat, count, dx);
 }
 void backward_input(std::span<const double> x, std::span<const double> dy, const Geometry& g,
