@@ -40,11 +40,11 @@ class MpiCommunicator final : public Communicator {
   // The duplicate that bnorm communicates on.
   [[nodiscard]] MPI_Comm comm() const { return comm_; }
 
-  // MPI_Allreduce(MPI_SUM) in place. The sums are the same bits on every rank and in every run
-  // with the same ranks and sizes, because OpenMPI's algorithms compute each element once and
-  // distribute it, and choose the algorithm from the sizes alone (tests/mpi proves both); the
-  // summation order is MPI's, so sums may differ in the last bits from a single process.
-  // Throws bnorm::Error if values.size() exceeds INT_MAX.
+  // MPI_Allreduce(MPI_SUM) in place. The MPI standard only recommends that every rank get the
+  // same bits; OpenMPI's algorithms do (each combines the same partial sums on every rank, and
+  // IEEE addition is commutative) and pick the algorithm from the sizes alone, so reruns repeat
+  // the bits too. tests/mpi checks both. The summation order is MPI's, so sums may differ in the
+  // last bits from a single process. Throws bnorm::Error if values.size() exceeds INT_MAX.
   void allreduce_sum(std::span<double> values) const override;
   // MPI_Allgather in rank order. Throws bnorm::Error unless all.size() == local.size() * size().
   void allgather(std::span<const double> local, std::span<double> all) const override;
