@@ -27,7 +27,8 @@ namespace bnorm {
 //           order with spans of the same sizes (as for any MPI collective). The object must be
 //           destroyed before MPI_Finalize (the destructor frees the duplicate; after
 //           finalization it does nothing).
-// Throws:   bnorm::Error if MPI is not initialized, `comm` is MPI_COMM_NULL, or an MPI call fails.
+// Throws:   bnorm::Error if MPI is not initialized, `comm` is MPI_COMM_NULL or an
+//           intercommunicator, or an MPI call fails.
 class MpiCommunicator final : public Communicator {
  public:
   explicit MpiCommunicator(MPI_Comm comm);

@@ -48,6 +48,14 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm) {
                     "belongs to",
                     fn));
   }
+  int inter = 0;
+  check(MPI_Comm_test_inter(comm, &inter), fn, "MPI_Comm_test_inter");
+  if (inter != 0) {
+    throw Error(
+        fmt::format("{}: comm is an intercommunicator; expected an intracommunicator "
+                    "(its collectives would exchange with the remote group)",
+                    fn));
+  }
   // The caller's error handler (MPI_ERRORS_ARE_FATAL by default) applies until the duplicate
   // exists; from then on errors are returned and thrown.
   check(MPI_Comm_dup(comm, &comm_), fn, "MPI_Comm_dup");

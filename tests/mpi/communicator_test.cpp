@@ -95,6 +95,26 @@ TEST(MpiCommunicator, NullCommunicatorIsAnError) {
   }
 }
 
+// An intercommunicator's collectives exchange with the remote group: not a group of ranks
+// sharing one batch, so it is refused (every rank of the intercommunicator throws).
+TEST(MpiCommunicator, IntercommunicatorIsAnError) {
+  if (world().size() < 2) GTEST_SKIP() << "needs 2 ranks";
+  const int colour = world().rank() % 2;
+  MPI_Comm half = MPI_COMM_NULL;
+  MPI_Comm inter = MPI_COMM_NULL;
+  MPI_Comm_split(MPI_COMM_WORLD, colour, world().rank(), &half);
+  // Local leader: rank 0 of each half; remote leader: world rank 1 for evens, 0 for odds.
+  MPI_Intercomm_create(half, 0, MPI_COMM_WORLD, colour == 0 ? 1 : 0, 17, &inter);
+  try {
+    const bnorm::MpiCommunicator comm(inter);
+    ADD_FAILURE() << "no error";
+  } catch (const bnorm::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("intercommunicator"), std::string::npos) << e.what();
+  }
+  MPI_Comm_free(&inter);
+  MPI_Comm_free(&half);
+}
+
 // A failed MPI call becomes bnorm::Error carrying MPI's own error string.
 TEST(MpiCommunicator, MpiErrorCodesBecomeErrorsWithMpisText) {
   EXPECT_NO_THROW(bnorm::mpi_detail::check(MPI_SUCCESS, "f", "MPI_Allgather"));
