@@ -14,6 +14,20 @@
 //     degenerate (at most 30% exact zeros in a non-empty per-sample output).
 // The batch axis is the outer dimension: rank r holds samples [sum of n_<r, + n_r), a contiguous
 // slice of the global tensor.
+//
+// Adding a case (e.g. the BatchNorm layer with synchronized = true): a new tests/mpi/*_test.cpp
+// (picked up by CMakeLists.txt) with a step and a loop, as functional_test.cpp does:
+//   template <class T> Outputs<T> layer_step(const Batch<T>& b, const Communicator* comm) {
+//     // a fresh layer, synchronized over *comm when comm != nullptr; train on b.x, backward b.dy
+//     const ErrorScales s = error_scales<T>(b, batch_mean, batch_variance, epsilon);
+//     return {{{"y", y, false, s.y}, {"dx", dx, false, s.dx}},
+//             {{"moving_mean", moving_mean, true, s.mean},
+//              {"moving_variance", moving_variance, true, s.variance},  // x M/(M-1) if unbiased
+//              {"dgamma", dgamma, false, s.dgamma}, {"dbeta", dbeta, false, s.dbeta}}};
+//   }
+//   for (const Problem& p : problems()) for (const Split& split : splits(world().size()))
+//     expect_matches_single_process<T>(layer_step<T>, p, split, Data::kRandom, world());
+// Every rank must make the same collective calls: use EXPECT_*, not ASSERT_*, around them.
 #pragma once
 
 #include <gtest/gtest.h>
