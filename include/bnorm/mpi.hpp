@@ -9,6 +9,12 @@
 //   bnorm::forward_training(x, y, g, gamma, beta, eps, mean, var, comm);
 #pragma once
 
+// bnorm::bnorm defines BNORM_WITH_MPI=1 for its users when it was built with MpiCommunicator
+// (-DBNORM_WITH_MPI=ON, the default when MPI is found); without that target, define it yourself.
+#if !defined(BNORM_WITH_MPI) || !BNORM_WITH_MPI
+#error "bnorm/mpi.hpp: this bnorm was built without MPI (configure it with -DBNORM_WITH_MPI=ON)"
+#endif
+
 #include <mpi.h>
 
 #include <span>
