@@ -123,11 +123,18 @@ void normalize_impl(std::span<const T> x, std::span<T> y, const Geometry& g,
 }
 
 void check_training_count(std::string_view fn, double count, const Geometry& g, bool global) {
+  if (count == 1 && global) {
+    // Every rank throws after the same collective, with the same message: no local geometry.
+    throw Error(fmt::format(
+        "{}: Expected more than 1 value per channel when training, got 1 value per channel "
+        "(global, over all ranks); expected a global outer*inner >= 2, or 0 for an empty batch",
+        fn));
+  }
   if (count == 1) {
     throw Error(fmt::format(
-        "{}: Expected more than 1 value per channel when training, got {} {}value per channel "
+        "{}: Expected more than 1 value per channel when training, got {} value per channel "
         "(geometry {}); expected outer*inner >= 2, or 0 for an empty batch",
-        fn, count, global ? "(global, over all ranks) " : "", validate::describe(g)));
+        fn, count, validate::describe(g)));
   }
 }
 
