@@ -25,6 +25,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "bnorm/error.hpp"
@@ -154,6 +155,23 @@ ForwardResult BasicBatchNorm<T>::forward(std::span<const T> x, std::span<const s
                       v, shape[0], fmt::join(shape, ", ")));
     }
     groups_ = shape[0] / v;
+    // Synchronized: virtual batch k of every rank is normalized with the statistics of all
+    // ranks' k-th virtual batches, one collective per virtual batch. Every rank must hold the
+    // same number of virtual batches, or the collectives would not pair up (and could hang):
+    // agree on it first, with one collective, so that every rank throws the same error.
+    if (const Communicator* comm = sync_comm(); comm != nullptr && comm->size() > 1) {
+      const auto groups = static_cast<double>(groups_);
+      std::array<double, 2> counts = {groups, groups * groups};
+      comm->allreduce_sum(counts);
+      const double ranks = static_cast<double>(comm->size());
+      if (counts[0] * counts[0] != ranks * counts[1]) {
+        throw Error(fmt::format(
+            "BatchNorm: virtual_batch_size = {} with synchronized = true: the ranks hold different "
+            "numbers of virtual batches (this rank {}, {} in total over {} ranks); expected every "
+            "rank's batch size to be the same multiple of virtual_batch_size",
+            v, groups_, counts[0], comm->size()));
+      }
+    }
   }
   // Samples along axis 0 are contiguous blocks of outer / groups rows (axis 0 is not the
   // channel axis, so it is part of outer).

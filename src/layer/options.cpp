@@ -78,12 +78,6 @@ void BatchNormOptions::validate() const {
                     "corrections per virtual batch are not supported",
                     virtual_batch_size));
   }
-  if (virtual_batch_size > 0 && synchronized) {
-    fail(
-        fmt::format("virtual_batch_size = {} with synchronized = true; expected one of them: "
-                    "virtual batches are local slices, synchronized statistics are global",
-                    virtual_batch_size));
-  }
   if (renorm && !track_running_stats) {
     fail(
         "renorm = true with track_running_stats = false; expected track_running_stats = true "

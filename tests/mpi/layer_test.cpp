@@ -123,5 +123,130 @@ TEST(SynchronizedLayer, AllEmptyBatchUpdatesNothing) {
   }
 }
 
+// Synchronized ghost batch norm: every rank holds G virtual batches of v samples; rank r's k-th
+// virtual batch is normalized with the statistics of all ranks' k-th virtual batches. One process
+// holding the batch reordered as [k][r] (rank r's k-th slice at position k * R + r) with virtual
+// batches of v * R samples computes the same thing.
+template <class T>
+void expect_synchronized_virtual_batches_match(const std::vector<std::int64_t>& sample_shape,
+                                               int axis) {
+  const Communicator& comm = world();
+  const std::int64_t R = comm.size(), v = 2, G = 3, B = v * G;
+  std::int64_t per_sample = 1;
+  for (const auto d : sample_shape) per_sample *= d;
+  const auto shape_of = [&](std::int64_t n) {
+    std::vector<std::int64_t> shape{n};
+    shape.insert(shape.end(), sample_shape.begin(), sample_shape.end());
+    return shape;
+  };
+  // Global data by (rank, local sample): identical on every rank.
+  const auto value = [&](std::int64_t r, std::int64_t sample, std::int64_t e, std::uint64_t seed) {
+    const auto index = static_cast<std::uint64_t>((r * B + sample) * per_sample + e);
+    return static_cast<T>(uniform(index, seed) * 2 + (seed == 1 ? 5.0 : 0.0));
+  };
+  const auto make_layer = [&](std::int64_t virtual_batch, const Communicator* c) {
+    bnorm::BatchNormOptions options;
+    options.axis = axis;
+    options.momentum = 0.5;
+    options.virtual_batch_size = virtual_batch;
+    if (c != nullptr) {
+      options.synchronized = true;
+      options.communicator = std::make_shared<Borrowed>(*c);
+    }
+    const auto shape = shape_of(1);
+    return bnorm::BasicBatchNorm<T>(bnorm::geometry_of(shape, axis).channels, options);
+  };
+  // This rank's batch.
+  std::vector<T> x(static_cast<std::size_t>(B * per_sample)), dy(x.size());
+  for (std::int64_t s = 0; s < B; ++s) {
+    for (std::int64_t e = 0; e < per_sample; ++e) {
+      x[static_cast<std::size_t>(s * per_sample + e)] = value(comm.rank(), s, e, 1);
+      dy[static_cast<std::size_t>(s * per_sample + e)] = value(comm.rank(), s, e, 2);
+    }
+  }
+  // The reordered global batch: position (k * R + r) * v + j holds rank r's sample k * v + j.
+  std::vector<T> gx(static_cast<std::size_t>(R * B * per_sample)), gdy(gx.size());
+  const auto global_position = [&](std::int64_t r, std::int64_t s) {
+    return ((s / v) * R + r) * v + s % v;
+  };
+  for (std::int64_t r = 0; r < R; ++r) {
+    for (std::int64_t s = 0; s < B; ++s) {
+      for (std::int64_t e = 0; e < per_sample; ++e) {
+        const auto at = static_cast<std::size_t>(global_position(r, s) * per_sample + e);
+        gx[at] = value(r, s, e, 1);
+        gdy[at] = value(r, s, e, 2);
+      }
+    }
+  }
+  auto single = make_layer(v * R, nullptr);
+  std::vector<T> gy(gx.size()), gdx(gx.size());
+  single.forward(gx, shape_of(R * B), std::span<T>(gy), true);
+  single.backward(gx, gdy, std::span<T>(gdx));
+
+  auto synced = make_layer(v, &comm);
+  std::vector<T> y(x.size()), dx(x.size());
+  synced.forward(x, shape_of(B), std::span<T>(y), true);
+  synced.backward(x, dy, std::span<T>(dx));
+
+  std::vector<T> want_y(x.size()), want_dx(x.size());
+  for (std::int64_t s = 0; s < B; ++s) {
+    for (std::int64_t e = 0; e < per_sample; ++e) {
+      const auto at = static_cast<std::size_t>(global_position(comm.rank(), s) * per_sample + e);
+      want_y[static_cast<std::size_t>(s * per_sample + e)] = gy[at];
+      want_dx[static_cast<std::size_t>(s * per_sample + e)] = gdx[at];
+    }
+  }
+  // Sums over R * v values in another order: a few ulp of the terms (|y| ~ 3, |dx| ~ 3).
+  const std::vector<double> scale(x.size(), 4.0);
+  expect_close<T>("y", y, want_y, false, scale);
+  expect_close<T>("dx", dx, want_dx, false, scale);
+  const auto per_channel = [](auto a) { return std::vector<T>(a.begin(), a.end()); };
+  const std::vector<double> channel_scale(static_cast<std::size_t>(synced.channels()), 8.0);
+  expect_close<T>("moving_mean", per_channel(synced.moving_mean()),
+                  per_channel(single.moving_mean()), false, channel_scale);
+  expect_close<T>("moving_variance", per_channel(synced.moving_variance()),
+                  per_channel(single.moving_variance()), false, channel_scale);
+  expect_close<T>("gamma_grad", per_channel(synced.gamma_grad()), per_channel(single.gamma_grad()),
+                  false, std::vector<double>(channel_scale.size(), 64.0));
+  // Identical on every rank.
+  for (const auto& values :
+       {per_channel(synced.moving_mean()), per_channel(synced.moving_variance()),
+        per_channel(synced.gamma_grad()), per_channel(synced.beta_grad())}) {
+    const std::vector<double> all = gather_all(comm, values);
+    for (std::size_t k = 0; k < all.size(); ++k) {
+      EXPECT_TRUE(same_bits(all[k], static_cast<double>(values[k % values.size()])))
+          << "per-channel value " << k % values.size() << " differs between ranks";
+    }
+  }
+}
+
+TEST(SynchronizedLayer, VirtualBatchesEqualOneProcessWithInterleavedBatches) {
+  expect_synchronized_virtual_batches_match<float>({3, 4, 5}, 1);   // NCHW
+  expect_synchronized_virtual_batches_match<float>({4, 5, 3}, -1);  // NHWC
+  expect_synchronized_virtual_batches_match<double>({7}, 1);        // (N, C)
+}
+
+// Ranks with different numbers of virtual batches: the same error on every rank, no hang.
+TEST(SynchronizedLayer, UnequalVirtualBatchCountsAreAnErrorOnEveryRank) {
+  const Communicator& comm = world();
+  if (comm.size() < 2) GTEST_SKIP() << "needs two ranks";
+  bnorm::BatchNormOptions options;
+  options.axis = 1;
+  options.virtual_batch_size = 2;
+  options.synchronized = true;
+  options.communicator = std::make_shared<Borrowed>(comm);
+  bnorm::BatchNorm bn(3, options);
+  const std::int64_t samples = comm.rank() == 0 ? 4 : 2;
+  const std::vector<std::int64_t> shape = {samples, 3};
+  std::vector<float> x(static_cast<std::size_t>(samples * 3), 1.0f), y(x.size());
+  std::string message;
+  try {
+    bn.forward(x, shape, y, true);
+  } catch (const bnorm::Error& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("different numbers of virtual batches"), std::string::npos) << message;
+}
+
 }  // namespace
 }  // namespace bnorm_mpi_test

@@ -532,11 +532,6 @@ TEST(BatchNormErrors, InvalidOptionsAreRejectedAtConstruction) {
                })),
                {"virtual_batch_size = 2 with renorm"});
   expect_error(construct(with([](auto& o) {
-                 o.virtual_batch_size = 2;
-                 o.synchronized = true;
-               })),
-               {"virtual_batch_size = 2 with synchronized"});
-  expect_error(construct(with([](auto& o) {
                  o.renorm = true;
                  o.track_running_stats = false;
                })),
