@@ -74,6 +74,9 @@ void BatchNormLayer<T>::forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) {
     x_ = nullptr;
     return;
   }
+  const bool training = mode == Mode::kTraining;
+  // Monitoring passes run on one process: they must not call collectives.
+  const Communicator* comm = training ? options_.comm : nullptr;
   const std::int64_t vb = options_.virtual_batch;
   if (vb > 0 && n % vb != 0) {
     throw Error(
@@ -97,8 +100,8 @@ void BatchNormLayer<T>::forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) {
     const Geometry geo{rows, c, 1};
     const std::span<const T> gamma = options_.renorm ? std::span<const T>{} : gamma_.span();
     const std::span<const T> beta = options_.renorm ? std::span<const T>{} : beta_.span();
-    if (options_.comm != nullptr) {
-      forward_training(xs, ys, geo, gamma, beta, eps, mean, var, *options_.comm);
+    if (comm != nullptr) {
+      forward_training(xs, ys, geo, gamma, beta, eps, mean, var, *comm);
     } else {
       forward_training(xs, ys, geo, gamma, beta, eps, mean, var);
     }
@@ -120,6 +123,10 @@ void BatchNormLayer<T>::forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) {
       T* row = ys.data() + i * c;
       for (std::int64_t j = 0; j < c; ++j) row[j] = gm[j] * (row[j] * r[j] + d[j]) + bt[j];
     }
+  }
+  if (!training) {
+    x_ = nullptr;
+    return;
   }
   // The moving-average update, once per training step (Keras momentum convention, biased
   // variance); with virtual batches from the groups' average statistics, as tf.keras does.

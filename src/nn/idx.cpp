@@ -60,6 +60,8 @@ class Source {
   Source& operator=(const Source&) = delete;
 
   [[nodiscard]] bool gzip() const { return gzip_; }
+  // The compressed input ended before the gzip stream did.
+  [[nodiscard]] bool truncated() const { return truncated_; }
   [[nodiscard]] std::uint64_t file_size() const { return file_size_; }
 
   // The gzip trailer's ISIZE: the uncompressed size modulo 2^32 (RFC 1952).
@@ -220,6 +222,11 @@ Header read_header(Source& src, const fs::path& path, std::uint32_t ndim, std::s
 std::vector<std::uint8_t> read_payload(Source& src, const fs::path& path, const Header& h) {
   std::vector<std::uint8_t> data(h.payload_bytes);
   const std::size_t got = src.read(data.data(), data.size());
+  if (got != data.size() && src.gzip() && src.truncated()) {
+    fail(path, "gzip stream",
+         fmt::format("a complete stream of {} uncompressed bytes", h.header_bytes + data.size()),
+         fmt::format("a stream truncated after {} bytes", h.header_bytes + got));
+  }
   if (got != data.size()) {
     fail(path, "payload length", fmt::format("{} bytes", data.size()),
          fmt::format("{} bytes", got));

@@ -101,12 +101,23 @@ Evaluation Trainer::evaluate(const Dataset& data, std::int64_t limit, std::int64
     const Tensor<float>& logits = mlp_.net.forward(x, Mode::kInference);
     correct += count_correct(logits, labels);
     loss_sum += softmax_cross_entropy<float>(logits, labels, 1, nullptr);
+  }
+  // The tracked signal as the activation sees it in training: batch statistics over batches of
+  // the training batch size (the first kTrackedBatches of the evaluated examples).
+  const std::int64_t b = config_.batch;
+  for (std::int64_t begin = 0; begin + b <= n && begin < kTrackedBatches * b; begin += b) {
+    indices.resize(static_cast<std::size_t>(b));
+    for (std::int64_t i = 0; i < b; ++i) indices[static_cast<std::size_t>(i)] = begin + i;
+    gather(data, indices, x, labels);
+    mlp_.net.forward(x, Mode::kBatchStatistics);
     const Tensor<float>& signal = mlp_.net.output(mlp_.tracked_layer);
     for (std::int64_t r = 0; r < signal.rows(); ++r) tracked.push_back(signal(r, tracked_unit));
   }
   if (n > 0) {
     e.accuracy = static_cast<double>(correct) / static_cast<double>(n);
     e.loss = loss_sum / static_cast<double>(n);
+  }
+  if (!tracked.empty()) {
     e.p15 = percentile(tracked, 15);
     e.p50 = percentile(tracked, 50);
     e.p85 = percentile(tracked, 85);

@@ -45,6 +45,7 @@ class BatchNormLayer final : public Layer<T> {
   [[nodiscard]] std::int64_t out_features() const override { return features_; }
   // Training: batch statistics (throws bnorm::Error for a batch of one row, or N not a multiple
   // of virtual_batch) and one moving-average update. Inference: the moving statistics.
+  // Batch statistics: as training, with local statistics only, and no update.
   void forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) override;
   void backward(const Tensor<T>& dy, Tensor<T>* dx) override;
   [[nodiscard]] std::vector<Parameter<T>> parameters() override;

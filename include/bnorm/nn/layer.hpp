@@ -10,7 +10,12 @@
 
 namespace bnorm::nn {
 
-enum class Mode { kTraining, kInference };
+// kTraining: batch statistics, state updates (moving averages), remembers what backward needs.
+// kInference: moving statistics; no state change.
+// kBatchStatistics: normalizes with the batch's own (local) statistics like training, but
+//   changes no state and allows no backward: what the activations see during training, for
+//   monitoring (the paper's Figure 1(b, c)).
+enum class Mode { kTraining, kInference, kBatchStatistics };
 
 // A trainable parameter: its values and the gradient the last backward assigned.
 template <class T>

@@ -33,8 +33,9 @@ struct Evaluation {
   std::int64_t examples = 0;
   double accuracy = 0;
   double loss = 0;
-  // Percentiles over the evaluated examples of the tracked unit's input to the last hidden
-  // activation (the paper's Figure 1(b, c)), in inference mode.
+  // Percentiles of the tracked unit's input to the last hidden activation (the paper's
+  // Figure 1(b, c)) as training sees it: batch statistics (Mode::kBatchStatistics) over the
+  // first kTrackedBatches batches of `batch` evaluated examples; 0 when fewer than one batch.
   double p15 = 0, p50 = 0, p85 = 0;
 };
 
@@ -79,6 +80,7 @@ class Trainer {
   std::vector<double> reduce_buffer_;
 };
 
+inline constexpr std::int64_t kTrackedBatches = 20;
 inline constexpr const char* kCheckpointFormat = "bnorm-train-checkpoint/1";
 
 }  // namespace bnorm::nn
