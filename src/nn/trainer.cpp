@@ -35,6 +35,23 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Communic
     throw Error(fmt::format("training images have {} pixels; expected {} (the model's inputs)",
                             train.features(), config.model.inputs));
   }
+  const Shard shard = shard_of(config.batch, comm.rank(), comm.size());
+  const std::int64_t local = shard.end - shard.begin;
+  const std::int64_t vb = config.model.bn_options.virtual_batch;
+  if (config.model.bn != BnPlacement::kNone) {
+    if (vb > 0 && local % vb != 0) {
+      throw Error(
+          fmt::format("--virtual-batch {} with --batch {} ({} examples in this "
+                      "process); expected the virtual batch to divide it",
+                      vb, config.batch, local));
+    }
+    if (!config.sync_bn && local < 2) {
+      throw Error(
+          fmt::format("--batch {} with batch norm ({} examples in this process); "
+                      "expected at least 2 per process for batch statistics",
+                      config.batch, local));
+    }
+  }
   if (config.batch < comm.size()) {
     throw Error(
         fmt::format("--batch {} with {} processes; expected a batch of at least one "

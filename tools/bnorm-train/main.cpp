@@ -202,7 +202,7 @@ std::string table(const std::vector<bt::RunResult>& results) {
   for (const auto& r : results) {
     const auto& c = r.options.config;
     t += fmt::format(
-        "{:<24} {:>7} {:>6} {:>7} {:>9.4f} {:>9.4f} {:>10.4f} {:>10.3f} -> {:>8.3f} {:>8.0f}\n",
+        "{:<24} {:>7} {:>6} {:>7} {:>9.4f} {:>9.4f} {:>10.4f} {:>10.3g} -> {:>8.3g} {:>8.0f}\n",
         r.options.name, nn::bn_placement_name(c.model.bn), format_lr(c.sgd.learning_rate),
         r.last().step, r.last().test_accuracy, r.best_accuracy(), r.last().train_loss,
         r.spread_start(), r.spread_end(), r.steps_per_second);

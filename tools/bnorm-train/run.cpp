@@ -102,6 +102,11 @@ RunResult run_training(const RunOptions& o, const nn::Dataset& train, const nn::
   if (o.checkpoint_every < 0) {
     throw Error(fmt::format("--checkpoint-every {}; expected >= 0 (0: off)", o.checkpoint_every));
   }
+  const auto& hidden = o.config.model.hidden;
+  if (!hidden.empty() && (o.track_unit < 0 || o.track_unit >= hidden.back())) {
+    throw Error(fmt::format("--track-unit {}; expected [0, {}) (the last hidden layer's width)",
+                            o.track_unit, hidden.back()));
+  }
   const auto start = Clock::now();
   const bool writer = comm.rank() == 0;
   nn::Trainer trainer(o.config, train, comm);
