@@ -24,7 +24,7 @@ std::string quoted(const std::string& s) {
 
 std::string preamble(const std::string& png_tmp, const std::string& title) {
   return fmt::format(
-      "set terminal pngcairo size 960,600 font ',11'\n"
+      "set terminal pngcairo size 960,600 font ',11' noenhanced\n"
       "set output {}\n"
       "set datafile separator ','\n"
       "set key autotitle columnhead\n"
@@ -65,7 +65,7 @@ bool render(const fs::path& dir, const std::string& stem, const std::string& scr
 bool plot_accuracy(const fs::path& dir, const std::string& stem,
                    const std::vector<PlotSeries>& runs) {
   std::string script = preamble(stem + ".png.tmp", "Fashion-MNIST test accuracy");
-  script += "set ylabel 'test accuracy'\nset yrange [0:1]\nset key bottom right\nplot ";
+  script += "set ylabel 'test accuracy'\nset yrange [0:1]\nset key center right box opaque\nplot ";
   for (std::size_t i = 0; i < runs.size(); ++i) {
     script += fmt::format("{}{} using 1:3 with lines lw 2 title {}", i == 0 ? "" : ", \\\n     ",
                           quoted(runs[i].csv.string()), quoted(runs[i].title));
