@@ -155,6 +155,10 @@ RunResult run_training(const RunOptions& o, const nn::Dataset& train, const nn::
   }
 
   progress.start(o.name, trainer.steps_done(), o.steps);
+  if (writer) {
+    // The state training starts from (step 0, or the checkpoint's last evaluation).
+    progress.evaluated(log.back().step, log.back().train_loss, log.back().test_accuracy, 0.0);
+  }
   double step_seconds = 0;
   const std::int64_t first = trainer.steps_done();
   auto rate = [&] {
