@@ -1,0 +1,43 @@
+// RunOptions as JSON: for run.json and for checking that a resumed run is the same run.
+#include "options.hpp"
+
+namespace bnorm::train {
+
+nlohmann::json fingerprint(const RunOptions& o) {
+  const auto& c = o.config;
+  const auto& m = c.model;
+  const auto& bn = m.bn_options;
+  return {
+      {"hidden", m.hidden},
+      {"activation", nn::activation_name(m.activation)},
+      {"bn", nn::bn_placement_name(m.bn)},
+      {"bn_momentum", bn.momentum},
+      {"bn_epsilon", bn.epsilon},
+      {"renorm", bn.renorm},
+      {"renorm_rmax", bn.renorm_rmax},
+      {"renorm_dmax", bn.renorm_dmax},
+      {"virtual_batch", bn.virtual_batch},
+      {"sync_bn", c.sync_bn},
+      {"init", m.init.kind == nn::Init::Kind::kGaussian ? "gaussian" : "glorot"},
+      {"init_std", m.init.std},
+      {"batch", c.batch},
+      {"lr", c.sgd.learning_rate},
+      {"momentum", c.sgd.momentum},
+      {"weight_decay", c.sgd.weight_decay},
+      {"seed", c.seed},
+      {"eval_every", o.eval_every},
+      {"eval_limit", o.eval_limit},
+      {"track_unit", o.track_unit},
+  };
+}
+
+nlohmann::json to_json(const RunOptions& o) {
+  nlohmann::json j = fingerprint(o);
+  j["name"] = o.name;
+  j["steps"] = o.steps;
+  j["checkpoint_every"] = o.checkpoint_every;
+  j["out"] = o.out.string();
+  return j;
+}
+
+}  // namespace bnorm::train
