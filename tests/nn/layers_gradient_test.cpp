@@ -87,10 +87,11 @@ TEST(NnGradient, BatchNormVirtualBatches) {
 }
 
 TEST(NnGradient, BatchRenormWithClippedCorrection) {
-  // r and d are constants for the gradient (stop_gradient). With the moving statistics far from
-  // the batch's, both sit at their clip bounds, so they are constant in a neighbourhood of x too
-  // and finite differences see exactly the function backward differentiates. momentum 1 keeps
-  // the moving statistics fixed across the repeated forwards.
+  // r and d are constants for the gradient (stop_gradient). With the renorm statistics (against
+  // which r and d are taken, as in tf.keras) far from the batch's, both sit at their clip bounds,
+  // so they are constant in a neighbourhood of x too and finite differences see exactly the
+  // function backward differentiates. momentum 1 keeps those statistics fixed across the repeated
+  // forwards.
   Rng rng(5);
   BatchNormOptions o;
   o.renorm = true;
@@ -98,8 +99,8 @@ TEST(NnGradient, BatchRenormWithClippedCorrection) {
   o.renorm_dmax = 0.5;
   o.momentum = 1.0;
   BatchNormLayer<double> bn(4, o);
-  for (double& v : bn.moving_variance()) v = 1e-2;  // sigma_B / sigma_moving >> rmax
-  for (std::size_t j = 0; j < 4; ++j) bn.moving_mean()[j] = j % 2 == 0 ? 50.0 : -50.0;
+  for (double& v : bn.layer().renorm_stddev()) v = 0.1;  // sigma_B / renorm_stddev >> rmax
+  for (std::size_t j = 0; j < 4; ++j) bn.layer().renorm_mean()[j] = j % 2 == 0 ? 50.0 : -50.0;
   for (double& g : bn.gamma()) g = 0.5 + rng.uniform();
   for (double& b : bn.beta()) b = rng.normal();
   check_layer(bn, random_tensor(10, 4, rng, 2.0), rng, 1e-6);

@@ -1,15 +1,15 @@
 // BatchNormLayer: batch normalization of (N, features) activations inside a Sequential.
 //
-// A thin adapter over the functional API (bnorm/functional.hpp) that owns gamma, beta and the
-// moving statistics with the Keras conventions (momentum m: moving = m*moving + (1-m)*batch,
-// biased batch variance, epsilon 1e-3). All the normalization arithmetic is bnorm's; this file
-// only slices virtual batches, applies batch renormalization's per-channel (r, d) correction and
-// keeps the moving averages. When the bnorm::BatchNorm layer is available this class becomes a
-// wrapper of it (one file to change).
+// A thin adapter of the bnorm::BatchNorm layer (bnorm/batch_norm.hpp) to the engine's Layer
+// interface, with the Keras conventions (momentum m: moving = m*moving + (1-m)*batch, biased
+// batch variance, epsilon 1e-3). Every piece of batch-norm behaviour (statistics, moving averages,
+// renorm, ghost batches, synchronization) is the layer's; this file only maps shapes, modes and
+// options.
 #pragma once
 
 #include <cstdint>
 
+#include "bnorm/batch_norm.hpp"
 #include "bnorm/comm.hpp"
 #include "bnorm/nn/layer.hpp"
 
@@ -18,9 +18,9 @@ namespace bnorm::nn {
 struct BatchNormOptions {
   double momentum = 0.99;  // Keras convention
   double epsilon = 1e-3;
-  // Batch renormalization (Ioffe 2017): y = gamma*(x_hat*r + d) + beta with
-  // r = clip(sigma_B/sigma_moving, 1/rmax, rmax), d = clip((mean_B-mean_moving)/sigma_moving,
-  // -dmax, dmax), both treated as constants in backward; sigma_moving = sqrt(moving_var + eps).
+  // Batch renormalization (Ioffe 2017, as tf.keras renorm=True): y = gamma*(x_hat*r + d) + beta
+  // with r clipped to [1/rmax, rmax] and d to [-dmax, dmax], constants in backward; r and d are
+  // taken against renorm statistics kept with the same momentum.
   bool renorm = false;
   double renorm_rmax = 3.0;
   double renorm_dmax = 5.0;
@@ -32,8 +32,8 @@ struct BatchNormOptions {
   const Communicator* comm = nullptr;
 };
 
-// Throws bnorm::Error naming the option for momentum outside [0, 1], epsilon < 0 or NaN,
-// rmax < 1, dmax < 0, virtual_batch < 0, or virtual_batch together with comm.
+// Throws bnorm::Error naming the command-line option for momentum outside [0, 1], epsilon < 0 or
+// NaN, rmax < 1, dmax < 0, virtual_batch < 0, or renorm together with virtual_batch.
 void validate(const BatchNormOptions& options);
 
 template <class T>
@@ -45,24 +45,25 @@ class BatchNormLayer final : public Layer<T> {
   [[nodiscard]] std::int64_t out_features() const override { return features_; }
   // Training: batch statistics (throws bnorm::Error for a batch of one row, or N not a multiple
   // of virtual_batch) and one moving-average update. Inference: the moving statistics.
-  // Batch statistics: as training, with local statistics only, and no update.
+  // Batch statistics: the batch's own local statistics (whole batch), no state change.
   void forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) override;
   void backward(const Tensor<T>& dy, Tensor<T>* dx) override;
   [[nodiscard]] std::vector<Parameter<T>> parameters() override;
   [[nodiscard]] std::vector<Buffer<T>> buffers() override;
 
-  [[nodiscard]] std::span<T> gamma() { return gamma_.span(); }
-  [[nodiscard]] std::span<T> beta() { return beta_.span(); }
-  [[nodiscard]] std::span<T> moving_mean() { return moving_mean_.span(); }
-  [[nodiscard]] std::span<T> moving_variance() { return moving_variance_.span(); }
+  [[nodiscard]] std::span<T> gamma() { return layer_.gamma(); }
+  [[nodiscard]] std::span<T> beta() { return layer_.beta(); }
+  [[nodiscard]] std::span<T> moving_mean() { return layer_.moving_mean(); }
+  [[nodiscard]] std::span<T> moving_variance() { return layer_.moving_variance(); }
+  [[nodiscard]] BasicBatchNorm<T>& layer() { return layer_; }
 
  private:
   std::int64_t features_;
   BatchNormOptions options_;
-  Tensor<T> gamma_, beta_, dgamma_, dbeta_, moving_mean_, moving_variance_;
-  // Per group (virtual batch) of the last training forward: statistics and renorm (r, d).
-  Tensor<T> batch_mean_, batch_variance_, r_, d_, gamma_r_, dgamma_tmp_, dbeta_tmp_;
-  const Tensor<T>* x_ = nullptr;
+  BasicBatchNorm<T> layer_;
+  const Tensor<T>* x_ = nullptr;  // input of the last training forward (backward needs it)
+  Tensor<T> scratch_dx_;
+  std::vector<T> scratch_mean_, scratch_variance_;
 };
 
 extern template class BatchNormLayer<float>;
