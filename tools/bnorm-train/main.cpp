@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -14,6 +15,9 @@
 
 #include "bnorm/comm.hpp"
 #include "bnorm/error.hpp"
+#if defined(BNORM_WITH_MPI)
+#include "bnorm/mpi.hpp"
+#endif
 #include "bnorm/io.hpp"
 #include "options.hpp"
 #include "plots.hpp"
@@ -214,13 +218,39 @@ std::string table(const std::vector<bt::RunResult>& results) {
 
 // The process group. Data-parallel training needs only this object: when MpiCommunicator
 // (bnorm/mpi.hpp) is built, it is created here under mpiexec and everything else follows.
-std::unique_ptr<bnorm::Communicator> make_communicator() {
-  return std::make_unique<bnorm::LocalCommunicator>();
+// Started by mpiexec: OpenMPI sets OMPI_COMM_WORLD_SIZE, MPICH and Hydra PMI_SIZE.
+bool launched_by_mpiexec() {
+  return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMI_SIZE") != nullptr;
 }
+
+#if defined(BNORM_WITH_MPI)
+// MPI lives for the whole program once started (MPI_Init may be called once per process).
+std::unique_ptr<bnorm::MpiSession> mpi_session;
+#endif
+
+// One process: LocalCommunicator. Under mpiexec: every rank of MPI_COMM_WORLD, data-parallel
+// (each rank a shard of every global batch; gradients all-reduced; BN synchronized with
+// --sync-bn).
+std::unique_ptr<bnorm::Communicator> make_communicator(int& argc, char**& argv) {
+  if (!launched_by_mpiexec()) return std::make_unique<bnorm::LocalCommunicator>();
+#if defined(BNORM_WITH_MPI)
+  mpi_session = std::make_unique<bnorm::MpiSession>(argc, argv);
+  return std::make_unique<bnorm::MpiCommunicator>(MPI_COMM_WORLD);
+#else
+  (void)argc;
+  (void)argv;
+  throw bnorm::Error(
+      "bnorm-train was started by mpiexec but built without MPI; expected a build with "
+      "-DBNORM_WITH_MPI=ON (libopenmpi-dev installed), or a run without mpiexec");
+#endif
+}
+
+int g_argc = 0;
+char** g_argv = nullptr;
 
 int run(const Flags& f, bool compare) {
   set_threads(f.threads);
-  auto comm = make_communicator();
+  auto comm = make_communicator(g_argc, g_argv);
   const bool writer = comm->rank() == 0;
   const fs::path out =
       f.out.empty() ? fs::path(compare ? "runs/compare" : "runs/train") : fs::path(f.out);
@@ -272,6 +302,8 @@ int run(const Flags& f, bool compare) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  g_argc = argc;
+  g_argv = argv;
   CLI::App app{"bnorm-train: batch normalization on the paper's MNIST experiment (Fashion-MNIST)"};
   app.require_subcommand(1);
   Flags train_flags, compare_flags;
