@@ -32,14 +32,16 @@ Moments merge(const Moments& a, const Moments& b) {
   const double delta = b.mean - a.mean;
   // delta == 0 keeps the mean and adds the M2s exactly (and avoids inf * 0 for infinite means).
   if (delta == 0) return Moments{n, a.mean, a.m2 + b.m2};
-  return Moments{n, a.mean + delta * (b.count / n), a.m2 + b.m2 + delta * delta * (a.count * b.count / n)};
+  return Moments{n, a.mean + delta * (b.count / n),
+                 a.m2 + b.m2 + delta * delta * (a.count * b.count / n)};
 }
 
 void merge_ranks(std::span<const Moments> per_rank, int ranks, std::span<Moments> merged) {
   if (ranks < 1 || per_rank.size() != static_cast<std::size_t>(ranks) * merged.size()) {
-    throw Error(fmt::format("merge_ranks: per_rank has {} entries for {} ranks; expected ranks >= 1 "
-                            "and ranks x channels = {} x {}",
-                            per_rank.size(), ranks, ranks, merged.size()));
+    throw Error(
+        fmt::format("merge_ranks: per_rank has {} entries for {} ranks; expected ranks >= 1 "
+                    "and ranks x channels = {} x {}",
+                    per_rank.size(), ranks, ranks, merged.size()));
   }
   const std::size_t channels = merged.size();
   for (std::size_t c = 0; c < channels; ++c) {
@@ -111,9 +113,8 @@ void check_normalize_args(std::string_view fn, std::span<const T> x, std::span<T
 
 template <class T>
 void normalize_impl(std::span<const T> x, std::span<T> y, const Geometry& g,
-                    std::span<const T> gamma, std::span<const T> beta,
-                    std::span<const double> mean, std::span<const double> variance,
-                    double epsilon) {
+                    std::span<const T> gamma, std::span<const T> beta, std::span<const double> mean,
+                    std::span<const double> variance, double epsilon) {
   constexpr std::string_view fn = "normalize";
   check_normalize_args(fn, x, y, g, gamma, beta, epsilon);
   validate::channel(fn, "mean", mean.size(), g, false);
@@ -130,6 +131,51 @@ void check_training_count(std::string_view fn, double count, const Geometry& g, 
   }
 }
 
+// The kernel's fused forward (statistics and normalization in one sweep), for one process;
+// false when the kernel has none or declines g, and the caller runs the phases.
+template <class T>
+bool fused_forward(std::string_view fn, std::span<const T> x, std::span<T> y, const Geometry& g,
+                   std::span<const T> gamma, std::span<const T> beta, T epsilon,
+                   std::span<T> batch_mean, std::span<T> batch_variance) {
+  const kernels::Kernel<T>& kernel = kernels::select<T>(g);
+  if (kernel.forward_training == nullptr || g.size() == 0) return false;
+  check_training_count(fn, static_cast<double>(g.count_per_channel()), g, false);
+  const auto C = static_cast<std::size_t>(g.channels);
+  const auto statistics = scratch<double>(ScratchSlot::kStatistics, 2 * C);
+  if (!kernel.forward_training(x.data(), y.data(), g, gamma.empty() ? nullptr : gamma.data(),
+                               beta.empty() ? nullptr : beta.data(), epsilon, statistics.data(),
+                               statistics.data() + C)) {
+    return false;
+  }
+  for (std::size_t c = 0; c < C; ++c) {
+    batch_mean[c] = static_cast<T>(statistics[c]);
+    batch_variance[c] = static_cast<T>(statistics[C + c]);
+  }
+  return true;
+}
+
+// The kernel's fused backward (sums and dx in one sweep), for one process.
+template <class T>
+bool fused_backward(std::string_view fn, std::span<const T> x, std::span<const T> dy,
+                    const Geometry& g, std::span<const T> gamma, std::span<const T> mean,
+                    std::span<const T> variance, T epsilon, std::span<T> dx, std::span<T> dgamma,
+                    std::span<T> dbeta) {
+  const kernels::Kernel<T>& kernel = kernels::select<T>(g);
+  if (kernel.backward == nullptr || g.size() == 0) return false;
+  check_training_count(fn, static_cast<double>(g.count_per_channel()), g, false);
+  const auto C = static_cast<std::size_t>(g.channels);
+  const auto sums = scratch<double>(ScratchSlot::kStatistics, 2 * C);
+  if (!kernel.backward(x.data(), dy.data(), dx.data(), g, gamma.empty() ? nullptr : gamma.data(),
+                       mean.data(), variance.data(), epsilon, sums.data(), sums.data() + C)) {
+    return false;
+  }
+  for (std::size_t c = 0; c < C; ++c) {
+    if (!dgamma.empty()) dgamma[c] = static_cast<T>(sums[C + c]);
+    if (!dbeta.empty()) dbeta[c] = static_cast<T>(sums[c]);
+  }
+  return true;
+}
+
 template <class T>
 void forward_training_impl(std::span<const T> x, std::span<T> y, const Geometry& g,
                            std::span<const T> gamma, std::span<const T> beta, T epsilon,
@@ -142,6 +188,10 @@ void forward_training_impl(std::span<const T> x, std::span<T> y, const Geometry&
   const auto C = static_cast<std::size_t>(g.channels);
   const bool synchronized = comm != nullptr && comm->size() > 1;
   const int ranks = synchronized ? comm->size() : 1;
+  if (!synchronized &&
+      fused_forward(fn, x, y, g, gamma, beta, epsilon, batch_mean, batch_variance)) {
+    return;
+  }
   // [local moments (C) | every rank's moments (ranks x C)]: local, then merged in rank order.
   const auto all = scratch<Moments>(ScratchSlot::kMoments, C * (1 + (synchronized ? ranks : 0)));
   std::span<Moments> moments = all.first(C);
@@ -223,7 +273,7 @@ void backward_input_unchecked(std::span<const T> x, std::span<const T> dy, const
     // From the rounded a, so that a constant dy gives k_dy_w * dy + k_0_w == 0 exactly.
     k_0_w[c] = static_cast<T>(-static_cast<double>(k_dy_w[c]) * (sum_dy[c] / count));
   }
-  const kernels::BackwardCoefficients<T> k{mean_d, k_dy,   k_xc,   k_0,
+  const kernels::BackwardCoefficients<T> k{mean_d,      k_dy,   k_xc,   k_0,
                                            mean.data(), k_dy_w, k_xc_w, k_0_w};
   kernels::select<T>(g).backward_input(x.data(), dy.data(), dx.data(), g, k);
 }
@@ -238,6 +288,10 @@ void backward_impl(std::span<const T> x, std::span<const T> dy, const Geometry& 
   validate::tensor(fn, "dx", dx.size(), g);
   validate::channel(fn, "dgamma", dgamma.size(), g, true);
   validate::channel(fn, "dbeta", dbeta.size(), g, true);
+  if ((comm == nullptr || comm->size() == 1) &&
+      fused_backward(fn, x, dy, g, gamma, mean, variance, epsilon, dx, dgamma, dbeta)) {
+    return;
+  }
   const auto C = static_cast<std::size_t>(g.channels);
   // sums = [sum_dy (C) | sum_dy_xhat (C) | count (1)]: one collective when synchronized.
   const std::span<double> sums = scratch<double>(ScratchSlot::kStatistics, 2 * C + 1);
@@ -318,9 +372,10 @@ void backward_input_impl(std::span<const T> x, std::span<const T> dy, const Geom
   validate::channel(fn, "sum_dy_xhat", sum_dy_xhat.size(), g, false);
   validate::tensor(fn, "dx", dx.size(), g);
   if (g.size() > 0 && !(count > 0)) {
-    throw Error(fmt::format("{}: count = {}; expected the number of values the statistics came "
-                            "from (> 0) for a non-empty batch",
-                            fn, count));
+    throw Error(
+        fmt::format("{}: count = {}; expected the number of values the statistics came "
+                    "from (> 0) for a non-empty batch",
+                    fn, count));
   }
   backward_input_unchecked(x, dy, g, gamma, mean, variance, epsilon, sum_dy, sum_dy_xhat, count,
                            dx);
@@ -340,9 +395,8 @@ void backward_sums(std::span<const double> x, std::span<const double> dy, const 
 
 void backward_input(std::span<const float> x, std::span<const float> dy, const Geometry& g,
                     std::span<const float> gamma, std::span<const float> mean,
-                    std::span<const float> variance, double epsilon,
-                    std::span<const double> sum_dy, std::span<const double> sum_dy_xhat,
-                    double count, std::span<float> dx) {
+                    std::span<const float> variance, double epsilon, std::span<const double> sum_dy,
+                    std::span<const double> sum_dy_xhat, double count, std::span<float> dx) {
   backward_input_impl(x, dy, g, gamma, mean, variance, epsilon, sum_dy, sum_dy_xhat, count, dx);
 }
 void backward_input(std::span<const double> x, std::span<const double> dy, const Geometry& g,
