@@ -4,6 +4,7 @@
 #include "bnorm/comm.hpp"
 #include "bnorm/error.hpp"
 #include "bnorm/functional.hpp"
+#include "bnorm/fused.hpp"
 #include "bnorm/geometry.hpp"
 #include "bnorm/kernels.hpp"
 #include "bnorm/phases.hpp"
