@@ -236,17 +236,17 @@ HWY_EXPORT(CfBackwardChannelD);
 
 namespace {
 
-// A fused channel must fit in L2 with room to spare (x, plus dy in backward): 1 MiB of L2 per
-// core on the AVX-512 parts we target, 256 KiB on older ones; 256 KiB per tensor keeps both
-// tensors of the backward within 512 KiB.
-constexpr std::int64_t kFuseChannelBytes = std::int64_t{256} << 10;
+// The fused paths keep one channel of every tensor they read (x; x and dy in the backward) in
+// L2 between the statistics and the elementwise pass: 1 MiB of L2 per core on the AVX-512
+// parts we target (Zen 4, Skylake-SP and later). Bigger channels run the two phases instead.
+constexpr std::int64_t kFuseBytes = std::int64_t{1} << 20;
 // With fewer channels than this per thread, fused (one task per channel) balances poorly.
 constexpr std::int64_t kFuseChannelsPerThread = 4;
 
 template <class T>
-bool fusable(const Geometry& g) {
-  if (g.count_per_channel() * static_cast<std::int64_t>(sizeof(T)) > kFuseChannelBytes)
-    return false;
+bool fusable(const Geometry& g, std::int64_t tensors) {
+  const std::int64_t bytes = g.count_per_channel() * static_cast<std::int64_t>(sizeof(T)) * tensors;
+  if (bytes > kFuseBytes) return false;
   return !worth_threads(g.size()) || g.channels >= kFuseChannelsPerThread * omp_get_max_threads();
 }
 
@@ -366,7 +366,7 @@ template <class T>
 bool channels_first_forward_training(const T* x, T* y, const Geometry& g, const T* gamma,
                                      const T* beta, double epsilon, double* mean,
                                      double* variance) {
-  if (!fusable<T>(g) || g.size() == 0) return false;
+  if (!fusable<T>(g, 1) || g.size() == 0) return false;
   for_tasks(g.channels, worth_threads(g.size()), [&](std::int64_t c) {
     if constexpr (std::is_same_v<T, float>) {
       HWY_DYNAMIC_DISPATCH(CfForwardChannelF)(x, y, g, c, gamma, beta, epsilon, mean, variance);
@@ -381,7 +381,7 @@ template <class T>
 bool channels_first_backward(const T* x, const T* dy, T* dx, const Geometry& g, const T* gamma,
                              const T* mean, const T* variance, double epsilon, double* sum_dy,
                              double* sum_dy_xhat) {
-  if (!fusable<T>(g) || g.size() == 0) return false;
+  if (!fusable<T>(g, 2) || g.size() == 0) return false;
   for_tasks(g.channels, worth_threads(g.size()), [&](std::int64_t c) {
     if constexpr (std::is_same_v<T, float>) {
       HWY_DYNAMIC_DISPATCH(CfBackwardChannelF)
