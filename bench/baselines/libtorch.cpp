@@ -30,8 +30,9 @@ at::Tensor wrap(const Problem& p, const std::vector<float>& data) {
 
 // t's values in the problem's memory layout.
 std::vector<float> unwrap(const Problem& p, const at::Tensor& t) {
-  const at::Tensor c =
-      p.layout == Layout::kNhwc ? t.contiguous(at::MemoryFormat::ChannelsLast) : t.contiguous();
+  const at::Tensor c = p.layout == Layout::kNhwc && t.dim() == 4
+                           ? t.contiguous(at::MemoryFormat::ChannelsLast)
+                           : t.contiguous();
   std::vector<float> v(static_cast<std::size_t>(c.numel()));
   std::memcpy(v.data(), c.data_ptr<float>(), v.size() * sizeof(float));
   return v;
