@@ -165,9 +165,12 @@ bool check_all(const std::vector<Problem>& problems, const Options& o,
           pass = pass && e <= kTensorTolerance;
           err = std::max(err, e);
         }
+        const bool ours = impl.name.rfind("bnorm", 0) == 0;
         fmt::print("check {:<9} {:<24} {:<10} max relative error {:.2e} {}\n", op_name(op),
-                   p.shape(), impl.name, err, pass ? "ok" : "FAILED");
-        ok = ok && pass;
+                   p.shape(), impl.name, err,
+                   pass ? "ok" : (ours ? "FAILED" : "outside tolerance (peer; timed anyway)"));
+        // A peer's accuracy is reported, not ours to fix: only bnorm failing stops the run.
+        ok = ok && (pass || !ours);
       }
     }
   }

@@ -3,6 +3,13 @@
 //   channels_last.cpp   inner == 1 ((N,C), NHWC): vectorized along C, threads over row groups
 // This header never includes Highway: the per-target code stays inside the two .cpp files and
 // simd-inl.h, and everything here is plain C++ that dispatches at run time.
+//
+// Extra memory per call (none of it allocated in a steady state: scratch.hpp slots grow once):
+//   partial results, in the calling thread's scratch: at most kMaxGroups (64) per channel,
+//     moments 24 B each, backward sums 2 x 8 B each: <= 1.5 KiB x C;
+//   per worker thread, on the stack: one leaf's accumulators (<= 8.5 KiB, wide channels-last
+//     tiles) or a fused channel's group partials (1.5 KiB).
+// It grows with C, not with N*H*W and not with the thread count.
 #pragma once
 
 #include <cstdint>
