@@ -138,6 +138,51 @@ void check_training_count(std::string_view fn, double count, const Geometry& g, 
   }
 }
 
+// The kernel's fused forward (statistics and normalization in one sweep), for one process;
+// false when the kernel has none or declines g, and the caller runs the phases.
+template <class T>
+bool fused_forward(std::string_view fn, std::span<const T> x, std::span<T> y, const Geometry& g,
+                   std::span<const T> gamma, std::span<const T> beta, T epsilon,
+                   std::span<T> batch_mean, std::span<T> batch_variance) {
+  const kernels::Kernel<T>& kernel = kernels::select<T>(g);
+  if (kernel.forward_training == nullptr || g.size() == 0) return false;
+  check_training_count(fn, static_cast<double>(g.count_per_channel()), g, false);
+  const auto C = static_cast<std::size_t>(g.channels);
+  const auto statistics = scratch<double>(ScratchSlot::kStatistics, 2 * C);
+  if (!kernel.forward_training(x.data(), y.data(), g, gamma.empty() ? nullptr : gamma.data(),
+                               beta.empty() ? nullptr : beta.data(), epsilon, statistics.data(),
+                               statistics.data() + C)) {
+    return false;
+  }
+  for (std::size_t c = 0; c < C; ++c) {
+    batch_mean[c] = static_cast<T>(statistics[c]);
+    batch_variance[c] = static_cast<T>(statistics[C + c]);
+  }
+  return true;
+}
+
+// The kernel's fused backward (sums and dx in one sweep), for one process.
+template <class T>
+bool fused_backward(std::string_view fn, std::span<const T> x, std::span<const T> dy,
+                    const Geometry& g, std::span<const T> gamma, std::span<const T> mean,
+                    std::span<const T> variance, T epsilon, std::span<T> dx, std::span<T> dgamma,
+                    std::span<T> dbeta) {
+  const kernels::Kernel<T>& kernel = kernels::select<T>(g);
+  if (kernel.backward == nullptr || g.size() == 0) return false;
+  check_training_count(fn, static_cast<double>(g.count_per_channel()), g, false);
+  const auto C = static_cast<std::size_t>(g.channels);
+  const auto sums = scratch<double>(ScratchSlot::kStatistics, 2 * C);
+  if (!kernel.backward(x.data(), dy.data(), dx.data(), g, gamma.empty() ? nullptr : gamma.data(),
+                       mean.data(), variance.data(), epsilon, sums.data(), sums.data() + C)) {
+    return false;
+  }
+  for (std::size_t c = 0; c < C; ++c) {
+    if (!dgamma.empty()) dgamma[c] = static_cast<T>(sums[C + c]);
+    if (!dbeta.empty()) dbeta[c] = static_cast<T>(sums[c]);
+  }
+  return true;
+}
+
 template <class T>
 void forward_training_impl(std::span<const T> x, std::span<T> y, const Geometry& g,
                            std::span<const T> gamma, std::span<const T> beta, T epsilon,
@@ -150,6 +195,10 @@ void forward_training_impl(std::span<const T> x, std::span<T> y, const Geometry&
   const auto C = static_cast<std::size_t>(g.channels);
   const bool synchronized = comm != nullptr && comm->size() > 1;
   const int ranks = synchronized ? comm->size() : 1;
+  if (!synchronized &&
+      fused_forward(fn, x, y, g, gamma, beta, epsilon, batch_mean, batch_variance)) {
+    return;
+  }
   // [local moments (C) | every rank's moments (ranks x C)]: local, then merged in rank order.
   const auto all = scratch<Moments>(ScratchSlot::kMoments, C * (1 + (synchronized ? ranks : 0)));
   std::span<Moments> moments = all.first(C);
@@ -246,6 +295,10 @@ void backward_impl(std::span<const T> x, std::span<const T> dy, const Geometry& 
   validate::tensor(fn, "dx", dx.size(), g);
   validate::channel(fn, "dgamma", dgamma.size(), g, true);
   validate::channel(fn, "dbeta", dbeta.size(), g, true);
+  if ((comm == nullptr || comm->size() == 1) &&
+      fused_backward(fn, x, dy, g, gamma, mean, variance, epsilon, dx, dgamma, dbeta)) {
+    return;
+  }
   const auto C = static_cast<std::size_t>(g.channels);
   // sums = [sum_dy (C) | sum_dy_xhat (C) | count (1)]: one collective when synchronized.
   const std::span<double> sums = scratch<double>(ScratchSlot::kStatistics, 2 * C + 1);

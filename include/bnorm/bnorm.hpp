@@ -6,6 +6,7 @@
 #include "bnorm/constraints.hpp"
 #include "bnorm/error.hpp"
 #include "bnorm/functional.hpp"
+#include "bnorm/fused.hpp"
 #include "bnorm/geometry.hpp"
 #include "bnorm/initializers.hpp"
 #include "bnorm/io.hpp"

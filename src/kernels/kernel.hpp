@@ -63,6 +63,19 @@ struct Kernel {
   // dx from the coefficients; dx may equal dy.
   void (*backward_input)(const T* x, const T* dy, T* dx, const Geometry& g,
                          const BackwardCoefficients<T>& k);
+
+  // Optional fused paths for one process (nullptr when absent). Each computes the statistics and
+  // applies them in one sweep, a cache-sized piece at a time, so the data comes from memory once;
+  // it returns false (having written nothing) when it does not pay off for g, and the caller runs
+  // the phases instead. Outputs are bitwise those of the phases (coefficients.hpp).
+  // forward_training: y, and the double batch mean and biased variance per channel.
+  // gamma/beta may be null (scale 1, shift 0). Requires g.count_per_channel() != 1.
+  bool (*forward_training)(const T* x, T* y, const Geometry& g, const T* gamma, const T* beta,
+                           double epsilon, double* mean, double* variance) = nullptr;
+  // backward: dx, sum_dy and sum_dy_xhat (= dbeta, dgamma in double) per channel.
+  bool (*backward)(const T* x, const T* dy, T* dx, const Geometry& g, const T* gamma, const T* mean,
+                   const T* variance, double epsilon, double* sum_dy,
+                   double* sum_dy_xhat) = nullptr;
 };
 
 }  // namespace bnorm::kernels

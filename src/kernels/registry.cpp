@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -14,6 +15,7 @@
 #include "bnorm/kernels.hpp"
 #include "kernels/plain/plain.hpp"
 #include "kernels/reference/reference.hpp"
+#include "kernels/simd/simd.hpp"
 
 namespace bnorm::kernels {
 namespace {
@@ -23,21 +25,31 @@ bool always(const Geometry&) {
 }
 
 template <class T>
-constexpr std::array<Kernel<T>, 3> kRegistry = {{
+constexpr std::array<Kernel<T>, 5> kRegistry = {{
+    {"simd:channels_last", simd::channels_last_applies, simd::channels_last_moments<T>,
+     simd::channels_last_normalize<T>, simd::channels_last_backward_sums<T>,
+     simd::channels_last_backward_input<T>, nullptr, nullptr},
+    {"simd:channels_first", simd::channels_first_applies, simd::channels_first_moments<T>,
+     simd::channels_first_normalize<T>, simd::channels_first_backward_sums<T>,
+     simd::channels_first_backward_input<T>, simd::channels_first_forward_training<T>,
+     simd::channels_first_backward<T>},
     {"plain:channels_last", plain::channels_last_applies, plain::channels_last_moments<T>,
      plain::channels_last_normalize<T>, plain::channels_last_backward_sums<T>,
-     plain::channels_last_backward_input<T>},
+     plain::channels_last_backward_input<T>, nullptr, nullptr},
     {"plain:channels_first", plain::channels_first_applies, plain::channels_first_moments<T>,
      plain::channels_first_normalize<T>, plain::channels_first_backward_sums<T>,
-     plain::channels_first_backward_input<T>},
+     plain::channels_first_backward_input<T>, nullptr, nullptr},
     {"reference", always, reference::moments<T>, reference::normalize<T>,
-     reference::backward_sums<T>, reference::backward_input<T>},
+     reference::backward_sums<T>, reference::backward_input<T>, nullptr, nullptr},
 }};
 
-// The forced kernel's name ("" = automatic); initialized from BNORM_KERNEL on first use.
+// The forced kernel ("" = automatic); initialized from BNORM_KERNEL on first use. The index is
+// what every call reads (one atomic load, no lock, no string copy: per-call overhead matters for
+// tiny tensors); the name, under the mutex, is what forced_kernel() reports.
 struct Forced {
   std::mutex mutex;
   std::string name;
+  std::atomic<int> index{-1};  // position in kRegistry, -1 = automatic
 };
 
 std::string all_names() {
@@ -47,10 +59,11 @@ std::string all_names() {
   return names;
 }
 
-void check_name(std::string_view name, std::string_view source) {
-  if (name.empty()) return;
-  for (const auto& k : kRegistry<float>) {
-    if (name == k.name) return;
+// The registry position of `name`, -1 for "" (automatic); throws for an unknown name.
+int index_of(std::string_view name, std::string_view source) {
+  if (name.empty()) return -1;
+  for (std::size_t i = 0; i < kRegistry<float>.size(); ++i) {
+    if (name == kRegistry<float>[i].name) return static_cast<int>(i);
   }
   throw Error(fmt::format("{} = '{}': unknown kernel; expected one of {} (or empty for automatic)",
                           source, name, all_names()));
@@ -60,7 +73,7 @@ Forced& forced() {
   static Forced* f = [] {
     auto* state = new Forced;
     if (const char* env = std::getenv("BNORM_KERNEL"); env != nullptr) {
-      check_name(env, "BNORM_KERNEL");
+      state->index = index_of(env, "BNORM_KERNEL");
       state->name = env;
     }
     return state;
@@ -70,18 +83,19 @@ Forced& forced() {
 
 template <class T>
 const Kernel<T>& select_impl(const Geometry& g) {
-  const std::string name = forced_kernel();
-  for (const auto& k : kRegistry<T>) {
-    if (!name.empty() && name != k.name) continue;
-    if (k.applies(g)) return k;
-    if (name.empty()) continue;
-    throw Error(fmt::format(
-        "kernel '{}' (forced by BNORM_KERNEL or set_kernel) does not apply to geometry "
-        "{{outer={}, channels={}, inner={}}}; expected a geometry it handles or automatic choice",
-        name, g.outer, g.channels, g.inner));
+  const int at = forced().index.load(std::memory_order_acquire);
+  if (at < 0) {
+    for (const auto& k : kRegistry<T>) {
+      if (k.applies(g)) return k;
+    }
+    // Unreachable: the reference applies to everything.
   }
-  // Unreachable: the reference applies to everything and names are checked when set.
-  throw Error(fmt::format("kernel '{}' not found", name));
+  const auto& k = kRegistry<T>[static_cast<std::size_t>(at < 0 ? kRegistry<T>.size() - 1 : at)];
+  if (k.applies(g)) return k;
+  throw Error(fmt::format(
+      "kernel '{}' (forced by BNORM_KERNEL or set_kernel) does not apply to geometry "
+      "{{outer={}, channels={}, inner={}}}; expected a geometry it handles or automatic choice",
+      k.name, g.outer, g.channels, g.inner));
 }
 
 }  // namespace
@@ -104,10 +118,11 @@ std::vector<std::string> kernel_names() {
 }
 
 void set_kernel(std::string_view name) {
-  kernels::check_name(name, "kernel name");
+  const int index = kernels::index_of(name, "kernel name");
   auto& f = kernels::forced();
   const std::lock_guard lock(f.mutex);
   f.name = std::string(name);
+  f.index.store(index, std::memory_order_release);
 }
 
 std::string forced_kernel() {

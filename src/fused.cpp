@@ -1,0 +1,289 @@
+// Fused BN + ReLU and BN + Add + ReLU (include/bnorm/fused.hpp).
+//
+// Forward: the statistics phase of the selected kernel, then one elementwise pass that writes
+// y = max(0, BN(x) [+ z]) directly (the SIMD epilogue, simd::normalize_epilogue), so the
+// activation costs no extra pass over memory. When the reference kernel is forced
+// (BNORM_KERNEL=reference), the pass is the reference twin (double formula, rounded once).
+// Backward: the masked gradient dy * [y > 0] is written once (into dx, or into dz for Add, where
+// it is an output anyway) and the batch-norm backward runs on it in place (dx may alias dy).
+#include "bnorm/fused.hpp"
+
+#include <fmt/format.h>
+
+#include <string_view>
+
+#include "bnorm/error.hpp"
+#include "bnorm/functional.hpp"
+#include "kernels/coefficients.hpp"
+#include "kernels/reference/epilogue.hpp"
+#include "kernels/registry.hpp"
+#include "kernels/simd/simd.hpp"
+#include "scratch.hpp"
+#include "validate.hpp"
+
+namespace bnorm {
+namespace {
+
+bool is_reference(const char* name) {
+  return std::string_view(name) == "reference";
+}
+
+// y = max(0, BN(x) [+ z]) with double statistics; arguments validated by the caller.
+template <class T>
+void normalize_relu(const T* x, const T* z, T* y, const Geometry& g, const T* gamma, const T* beta,
+                    const double* mean, const double* variance, double epsilon) {
+  if (g.size() == 0) return;
+  const auto C = static_cast<std::size_t>(g.channels);
+  const auto d = scratch<double>(ScratchSlot::kCoefficients, 2 * C);
+  const auto w = scratch<T>(ScratchSlot::kCoefficients2, 4 * C);
+  double* scale = d.data();
+  double* shift = d.data() + C;
+  T* mean_hi = w.data();
+  T* mean_lo = w.data() + C;
+  T* a = w.data() + 2 * C;
+  T* b = w.data() + 3 * C;
+  for (std::size_t c = 0; c < C; ++c) {
+    const auto ch = static_cast<std::int64_t>(c);
+    const double gc = gamma == nullptr ? 1.0 : static_cast<double>(gamma[c]);
+    scale[c] = gc * kernels::invstd_of(variance[c], epsilon);
+    shift[c] = beta == nullptr ? 0.0 : static_cast<double>(beta[c]);
+    const auto k = kernels::forward_channel<T>(mean[c], variance[c], gamma, beta, ch, epsilon);
+    mean_hi[c] = k.mean_hi;
+    mean_lo[c] = k.mean_lo;
+    a[c] = k.a;
+    b[c] = k.b;
+  }
+  const kernels::NormalizeCoefficients<T> k{mean, scale, shift, mean_hi, mean_lo, a, b};
+  if (is_reference(kernels::select<T>(g).name)) {
+    kernels::reference::normalize_relu(x, z, y, g, k);
+  } else {
+    kernels::simd::normalize_epilogue(x, y, g, k, kernels::simd::Epilogue<T>{true, z});
+  }
+}
+
+template <class T>
+const T* data_or_null(std::span<const T> s) {
+  return s.empty() ? nullptr : s.data();
+}
+
+template <class T>
+void forward_training_fused(std::string_view fn, std::span<const T> x, std::span<const T> z,
+                            bool with_z, std::span<T> y, const Geometry& g,
+                            std::span<const T> gamma, std::span<const T> beta, T epsilon,
+                            std::span<T> batch_mean, std::span<T> batch_variance,
+                            std::span<std::uint8_t> mask) {
+  validate::geometry(fn, g);
+  validate::tensor(fn, "x", x.size(), g);
+  if (with_z) validate::tensor(fn, "z", z.size(), g);
+  validate::tensor(fn, "y", y.size(), g);
+  validate::channel(fn, "gamma", gamma.size(), g, true);
+  validate::channel(fn, "beta", beta.size(), g, true);
+  validate::epsilon(fn, epsilon);
+  validate::channel(fn, "batch_mean", batch_mean.size(), g, false);
+  validate::channel(fn, "batch_variance", batch_variance.size(), g, false);
+  if (!mask.empty()) validate::tensor(fn, "mask", mask.size(), g);
+  const auto C = static_cast<std::size_t>(g.channels);
+  const auto moments = scratch<Moments>(ScratchSlot::kMoments, C);
+  kernels::select<T>(g).moments(x.data(), g, moments.data());
+  const double count = static_cast<double>(g.count_per_channel());
+  if (count == 1) {
+    throw Error(
+        fmt::format("{}: Expected more than 1 value per channel when training, got 1 "
+                    "value per channel (geometry {}); expected outer*inner >= 2, or 0 "
+                    "for an empty batch",
+                    fn, validate::describe(g)));
+  }
+  const auto statistics = scratch<double>(ScratchSlot::kStatistics, 2 * C);
+  double* mean = statistics.data();
+  double* variance = statistics.data() + C;
+  for (std::size_t c = 0; c < C; ++c) {
+    mean[c] = moments[c].mean;
+    variance[c] = count > 0 ? moments[c].m2 / count : 0.0;
+    batch_mean[c] = static_cast<T>(mean[c]);
+    batch_variance[c] = static_cast<T>(variance[c]);
+  }
+  normalize_relu<T>(x.data(), with_z ? z.data() : nullptr, y.data(), g, data_or_null(gamma),
+                    data_or_null(beta), mean, variance, epsilon);
+  for (std::size_t j = 0; j < mask.size(); ++j) mask[j] = y[j] > 0 ? 1 : 0;
+}
+
+template <class T>
+void forward_inference_relu_impl(std::span<const T> x, std::span<T> y, const Geometry& g,
+                                 std::span<const T> gamma, std::span<const T> beta,
+                                 std::span<const T> mean, std::span<const T> variance, T epsilon) {
+  constexpr std::string_view fn = "forward_inference_relu";
+  validate::geometry(fn, g);
+  validate::tensor(fn, "x", x.size(), g);
+  validate::tensor(fn, "y", y.size(), g);
+  validate::channel(fn, "gamma", gamma.size(), g, true);
+  validate::channel(fn, "beta", beta.size(), g, true);
+  validate::channel(fn, "mean", mean.size(), g, false);
+  validate::channel(fn, "variance", variance.size(), g, false);
+  validate::epsilon(fn, epsilon);
+  const auto C = static_cast<std::size_t>(g.channels);
+  const auto statistics = scratch<double>(ScratchSlot::kStatistics, 2 * C);
+  for (std::size_t c = 0; c < C; ++c) {
+    statistics[c] = static_cast<double>(mean[c]);
+    statistics[C + c] = static_cast<double>(variance[c]);
+  }
+  normalize_relu<T>(x.data(), nullptr, y.data(), g, data_or_null(gamma), data_or_null(beta),
+                    statistics.data(), statistics.data() + C, epsilon);
+}
+
+// out[j] = keep(j) ? dy[j] : 0 (out may alias dy).
+template <class T, class Keep>
+void masked_gradient(std::span<const T> dy, std::span<T> out, Keep&& keep) {
+  const std::size_t n = dy.size();
+  for (std::size_t j = 0; j < n; ++j) out[j] = keep(j) ? dy[j] : T(0);
+}
+
+template <class T>
+void check_backward_tensors(std::string_view fn, std::span<const T> x, std::span<const T> dy,
+                            std::size_t dx_size, const Geometry& g) {
+  validate::geometry(fn, g);
+  validate::tensor(fn, "x", x.size(), g);
+  validate::tensor(fn, "dy", dy.size(), g);
+  validate::tensor(fn, "dx", dx_size, g);
+}
+
+template <class T>
+void backward_relu_impl(std::span<const T> x, std::span<const T> dy,
+                        std::span<const std::uint8_t> mask, const Geometry& g,
+                        std::span<const T> gamma, std::span<const T> mean,
+                        std::span<const T> variance, T epsilon, std::span<T> dx,
+                        std::span<T> dgamma, std::span<T> dbeta) {
+  constexpr std::string_view fn = "backward_relu";
+  check_backward_tensors(fn, x, dy, dx.size(), g);
+  validate::tensor(fn, "mask", mask.size(), g);
+  masked_gradient(dy, dx, [&](std::size_t j) { return mask[j] != 0; });
+  backward(x, std::span<const T>(dx), g, gamma, mean, variance, epsilon, dx, dgamma, dbeta);
+}
+
+template <class T>
+void backward_relu_from_y_impl(std::span<const T> x, std::span<const T> y, std::span<const T> dy,
+                               const Geometry& g, std::span<const T> gamma, std::span<const T> mean,
+                               std::span<const T> variance, T epsilon, std::span<T> dx,
+                               std::span<T> dgamma, std::span<T> dbeta) {
+  constexpr std::string_view fn = "backward_relu_from_y";
+  check_backward_tensors(fn, x, dy, dx.size(), g);
+  validate::tensor(fn, "y", y.size(), g);
+  masked_gradient(dy, dx, [&](std::size_t j) { return y[j] > 0; });
+  backward(x, std::span<const T>(dx), g, gamma, mean, variance, epsilon, dx, dgamma, dbeta);
+}
+
+template <class T>
+void backward_add_relu_impl(std::span<const T> x, std::span<const T> y, std::span<const T> dy,
+                            const Geometry& g, std::span<const T> gamma, std::span<const T> mean,
+                            std::span<const T> variance, T epsilon, std::span<T> dx,
+                            std::span<T> dz, std::span<T> dgamma, std::span<T> dbeta) {
+  constexpr std::string_view fn = "backward_add_relu";
+  check_backward_tensors(fn, x, dy, dx.size(), g);
+  validate::tensor(fn, "y", y.size(), g);
+  validate::tensor(fn, "dz", dz.size(), g);
+  if (!dx.empty() && dx.data() == dz.data()) {
+    throw Error(fmt::format("{}: dx and dz are the same buffer; expected distinct outputs", fn));
+  }
+  masked_gradient(dy, dz, [&](std::size_t j) { return y[j] > 0; });
+  backward(x, std::span<const T>(dz), g, gamma, mean, variance, epsilon, dx, dgamma, dbeta);
+}
+
+}  // namespace
+
+// ---- BN + ReLU ----
+
+void forward_training_relu(std::span<const float> x, std::span<float> y, const Geometry& g,
+                           std::span<const float> gamma, std::span<const float> beta, float epsilon,
+                           std::span<float> batch_mean, std::span<float> batch_variance,
+                           std::span<std::uint8_t> mask) {
+  forward_training_fused<float>("forward_training_relu", x, {}, false, y, g, gamma, beta, epsilon,
+                                batch_mean, batch_variance, mask);
+}
+void forward_training_relu(std::span<const double> x, std::span<double> y, const Geometry& g,
+                           std::span<const double> gamma, std::span<const double> beta,
+                           double epsilon, std::span<double> batch_mean,
+                           std::span<double> batch_variance, std::span<std::uint8_t> mask) {
+  forward_training_fused<double>("forward_training_relu", x, {}, false, y, g, gamma, beta, epsilon,
+                                 batch_mean, batch_variance, mask);
+}
+
+void forward_inference_relu(std::span<const float> x, std::span<float> y, const Geometry& g,
+                            std::span<const float> gamma, std::span<const float> beta,
+                            std::span<const float> mean, std::span<const float> variance,
+                            float epsilon) {
+  forward_inference_relu_impl(x, y, g, gamma, beta, mean, variance, epsilon);
+}
+void forward_inference_relu(std::span<const double> x, std::span<double> y, const Geometry& g,
+                            std::span<const double> gamma, std::span<const double> beta,
+                            std::span<const double> mean, std::span<const double> variance,
+                            double epsilon) {
+  forward_inference_relu_impl(x, y, g, gamma, beta, mean, variance, epsilon);
+}
+
+void backward_relu(std::span<const float> x, std::span<const float> dy,
+                   std::span<const std::uint8_t> mask, const Geometry& g,
+                   std::span<const float> gamma, std::span<const float> batch_mean,
+                   std::span<const float> batch_variance, float epsilon, std::span<float> dx,
+                   std::span<float> dgamma, std::span<float> dbeta) {
+  backward_relu_impl(x, dy, mask, g, gamma, batch_mean, batch_variance, epsilon, dx, dgamma, dbeta);
+}
+void backward_relu(std::span<const double> x, std::span<const double> dy,
+                   std::span<const std::uint8_t> mask, const Geometry& g,
+                   std::span<const double> gamma, std::span<const double> batch_mean,
+                   std::span<const double> batch_variance, double epsilon, std::span<double> dx,
+                   std::span<double> dgamma, std::span<double> dbeta) {
+  backward_relu_impl(x, dy, mask, g, gamma, batch_mean, batch_variance, epsilon, dx, dgamma, dbeta);
+}
+
+void backward_relu_from_y(std::span<const float> x, std::span<const float> y,
+                          std::span<const float> dy, const Geometry& g,
+                          std::span<const float> gamma, std::span<const float> batch_mean,
+                          std::span<const float> batch_variance, float epsilon, std::span<float> dx,
+                          std::span<float> dgamma, std::span<float> dbeta) {
+  backward_relu_from_y_impl(x, y, dy, g, gamma, batch_mean, batch_variance, epsilon, dx, dgamma,
+                            dbeta);
+}
+void backward_relu_from_y(std::span<const double> x, std::span<const double> y,
+                          std::span<const double> dy, const Geometry& g,
+                          std::span<const double> gamma, std::span<const double> batch_mean,
+                          std::span<const double> batch_variance, double epsilon,
+                          std::span<double> dx, std::span<double> dgamma, std::span<double> dbeta) {
+  backward_relu_from_y_impl(x, y, dy, g, gamma, batch_mean, batch_variance, epsilon, dx, dgamma,
+                            dbeta);
+}
+
+// ---- BN + Add + ReLU ----
+
+void forward_training_add_relu(std::span<const float> x, std::span<const float> z,
+                               std::span<float> y, const Geometry& g, std::span<const float> gamma,
+                               std::span<const float> beta, float epsilon,
+                               std::span<float> batch_mean, std::span<float> batch_variance) {
+  forward_training_fused<float>("forward_training_add_relu", x, z, true, y, g, gamma, beta, epsilon,
+                                batch_mean, batch_variance, {});
+}
+void forward_training_add_relu(std::span<const double> x, std::span<const double> z,
+                               std::span<double> y, const Geometry& g,
+                               std::span<const double> gamma, std::span<const double> beta,
+                               double epsilon, std::span<double> batch_mean,
+                               std::span<double> batch_variance) {
+  forward_training_fused<double>("forward_training_add_relu", x, z, true, y, g, gamma, beta,
+                                 epsilon, batch_mean, batch_variance, {});
+}
+
+void backward_add_relu(std::span<const float> x, std::span<const float> y,
+                       std::span<const float> dy, const Geometry& g, std::span<const float> gamma,
+                       std::span<const float> batch_mean, std::span<const float> batch_variance,
+                       float epsilon, std::span<float> dx, std::span<float> dz,
+                       std::span<float> dgamma, std::span<float> dbeta) {
+  backward_add_relu_impl(x, y, dy, g, gamma, batch_mean, batch_variance, epsilon, dx, dz, dgamma,
+                         dbeta);
+}
+void backward_add_relu(std::span<const double> x, std::span<const double> y,
+                       std::span<const double> dy, const Geometry& g, std::span<const double> gamma,
+                       std::span<const double> batch_mean, std::span<const double> batch_variance,
+                       double epsilon, std::span<double> dx, std::span<double> dz,
+                       std::span<double> dgamma, std::span<double> dbeta) {
+  backward_add_relu_impl(x, y, dy, g, gamma, batch_mean, batch_variance, epsilon, dx, dz, dgamma,
+                         dbeta);
+}
+
+}  // namespace bnorm

@@ -1,0 +1,63 @@
+// Per-channel coefficients of the elementwise passes, from double statistics.
+//
+// The same formulas as src/functional.cpp (which derives them for the kernels it calls): the
+// fused kernels, which compute statistics and apply them in one sweep over a channel, derive them
+// here, channel by channel. Both must round identically so that a fused and an unfused call give
+// bitwise the same output.
+//   invstd = 1 / sqrt(var + eps)   (0 when var + eps == 0: a constant channel has x_hat = 0)
+//   forward:  a = gamma * invstd,  y = ((x - mean_hi) - mean_lo) * a + beta
+//   backward: dx = k_dy * dy + k_xc * (x - mean) + k_0 with
+//             k_dy = a, k_xc = -a * invstd * sum_dy_xhat / M, k_0 = -k_dy * sum_dy / M
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace bnorm::kernels {
+
+inline double invstd_of(double variance, double epsilon) {
+  const double v = variance + epsilon;
+  return v == 0 ? 0.0 : 1.0 / std::sqrt(v);
+}
+
+template <class T>
+struct ForwardChannel {
+  T mean_hi, mean_lo, a, b;
+};
+
+// gamma/beta may be null (scale 1, shift 0).
+template <class T>
+ForwardChannel<T> forward_channel(double mean, double variance, const T* gamma, const T* beta,
+                                  std::int64_t c, double epsilon) {
+  const double g = gamma == nullptr ? 1.0 : static_cast<double>(gamma[c]);
+  const double scale = g * invstd_of(variance, epsilon);
+  const double shift = beta == nullptr ? 0.0 : static_cast<double>(beta[c]);
+  ForwardChannel<T> k;
+  k.mean_hi = static_cast<T>(mean);
+  k.mean_lo = static_cast<T>(mean - static_cast<double>(k.mean_hi));
+  k.a = static_cast<T>(scale);
+  k.b = static_cast<T>(shift);
+  return k;
+}
+
+template <class T>
+struct BackwardChannel {
+  T k_dy, k_xc, k_0;
+  double sum_dy_xhat;  // sum dy * x_hat = invstd * sum dy * (x - mean)
+};
+
+template <class T>
+BackwardChannel<T> backward_channel(double sum_dy, double sum_dy_xc, T variance, const T* gamma,
+                                    std::int64_t c, double epsilon, double count) {
+  const double invstd = invstd_of(static_cast<double>(variance), epsilon);
+  const double g = gamma == nullptr ? 1.0 : static_cast<double>(gamma[c]);
+  const double a = g * invstd;
+  BackwardChannel<T> k;
+  k.sum_dy_xhat = sum_dy_xc * invstd;
+  k.k_dy = static_cast<T>(a);
+  k.k_xc = static_cast<T>(-a * invstd * (k.sum_dy_xhat / count));
+  k.k_0 = static_cast<T>(-static_cast<double>(k.k_dy) * (sum_dy / count));
+  return k;
+}
+
+}  // namespace bnorm::kernels

@@ -1,0 +1,416 @@
+// SIMD kernels for channels-first tensors (inner > 1: NCHW, NCDHW, (N,C,L)).
+//
+// Channel c of x[o][c][i] is `outer` runs of `inner` contiguous values, one run per o, so every
+// loop here walks runs and vectorizes along inner; tails use partial loads/stores (simd-inl.h).
+//
+//   moments         leaves of kLeafValues logical values of one channel (chunking.hpp), each
+//                   read twice while it sits in L1: pass 1 sums (mean), pass 2 sums residuals
+//                   and squares about that mean; leaves merged left to right inside a group,
+//                   groups in a fixed tree. Tasks are (channel, group) pairs.
+//   normalize       y = ((x - mean_hi) - mean_lo) * a + b per run, tasks are blocks of runs.
+//   backward_sums   sum dy and sum dy * (x - mean) per (channel, group), in double lanes.
+//   backward_input  dx = k_dy * dy + k_xc * (x - mean) + k_0 per run.
+//   forward_training / backward (fused): one task per channel computes the channel's statistics
+//                   and then applies them while the channel is still in L2, so x (and dy) come
+//                   from memory once instead of twice. Same leaves, same tree, same coefficient
+//                   rounding as the unfused phases: the output is bitwise the same either way.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/simd/channels_first.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+// Highway must come after foreach_target.h.
+#include <hwy/highway.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+
+#include "kernels/chunking.hpp"
+#include "kernels/coefficients.hpp"
+#include "kernels/simd/simd-inl.h"
+#include "kernels/simd/simd.hpp"
+
+HWY_BEFORE_NAMESPACE();
+namespace bnorm::kernels::simd::HWY_NAMESPACE {
+namespace {
+
+// Calls f(offset, length) for each contiguous run of channel c's logical values [begin, end);
+// offset is the index of the run's first value in the tensor.
+template <class F>
+HWY_INLINE void ForEachRun(const Geometry& g, std::int64_t c, std::int64_t begin, std::int64_t end,
+                           F&& f) {
+  std::int64_t o = begin / g.inner;
+  std::int64_t i = begin % g.inner;
+  while (begin < end) {
+    const std::int64_t length = std::min(g.inner - i, end - begin);
+    f((o * g.channels + c) * g.inner + i, static_cast<size_t>(length));
+    begin += length;
+    ++o;
+    i = 0;
+  }
+}
+
+template <class T>
+Moments LeafMoments(const T* x, const Geometry& g, std::int64_t c, std::int64_t begin,
+                    std::int64_t end) {
+  Sum4 sum;
+  ForEachRun(g, c, begin, end, [&](std::int64_t at, size_t n) { AddRun(x + at, n, sum); });
+  const double n = static_cast<double>(end - begin);
+  const double mean = sum.total() / n;
+  Sum4 residual;
+  Sum4 square;
+  const VD vmean = hn::Set(DD(), mean);
+  ForEachRun(g, c, begin, end, [&](std::int64_t at, size_t len) {
+    AddResidualRun(x + at, len, vmean, residual, square);
+  });
+  return leaf_moments(n, mean, residual.total(), square.total());
+}
+
+// Moments of leaves [first, last) of channel c, merged left to right.
+template <class T>
+Moments GroupMomentsT(const T* x, const Geometry& g, std::int64_t c, std::int64_t first,
+                      std::int64_t last) {
+  const std::int64_t count = g.count_per_channel();
+  Moments acc;
+  for (std::int64_t l = first; l < last; ++l) {
+    const std::int64_t begin = l * kLeafValues;
+    acc = merge(acc, LeafMoments(x, g, c, begin, std::min(count, begin + kLeafValues)));
+  }
+  return acc;
+}
+
+// sum dy and sum dy * (x - mean) over channel c's logical values [begin, end).
+template <class T>
+void GroupSumsT(const T* x, const T* dy, const Geometry& g, std::int64_t c, std::int64_t begin,
+                std::int64_t end, T mean, double* sum_dy, double* sum_dy_xc) {
+  Sum4 s;
+  Sum4 s_xc;
+  const VD vmean = hn::Set(DD(), static_cast<double>(mean));
+  ForEachRun(g, c, begin, end, [&](std::int64_t at, size_t n) {
+    AddBackwardRun(x + at, dy + at, n, vmean, s, s_xc);
+  });
+  *sum_dy = s.total();
+  *sum_dy_xc = s_xc.total();
+}
+
+// Rows (o, c) in [row0, row1), row = o * C + c; mode 0: plain, 1: relu, 2: add z then relu.
+template <class T>
+void NormalizeRowsT(const T* x, T* y, const T* z, const Geometry& g, std::int64_t row0,
+                    std::int64_t row1, const T* mean_hi, const T* mean_lo, const T* a, const T* b,
+                    int mode) {
+  const auto n = static_cast<size_t>(g.inner);
+  for (std::int64_t row = row0; row < row1; ++row) {
+    const std::int64_t c = row % g.channels;
+    const std::int64_t at = row * g.inner;
+    if (mode == 0) {
+      NormalizeRun<false, false>(x + at, y + at, z, n, mean_hi[c], mean_lo[c], a[c], b[c]);
+    } else if (mode == 1) {
+      NormalizeRun<true, false>(x + at, y + at, z, n, mean_hi[c], mean_lo[c], a[c], b[c]);
+    } else {
+      NormalizeRun<true, true>(x + at, y + at, z + at, n, mean_hi[c], mean_lo[c], a[c], b[c]);
+    }
+  }
+}
+
+template <class T>
+void BackwardRowsT(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t row0,
+                   std::int64_t row1, const T* mean, const T* k_dy, const T* k_xc, const T* k_0) {
+  const auto n = static_cast<size_t>(g.inner);
+  for (std::int64_t row = row0; row < row1; ++row) {
+    const std::int64_t c = row % g.channels;
+    const std::int64_t at = row * g.inner;
+    BackwardRun(x + at, dy + at, dx + at, n, mean[c], k_dy[c], k_xc[c], k_0[c]);
+  }
+}
+
+// Fused forward of channel c: moments (the same leaves and tree as the moments phase), the
+// coefficients, then y for the channel while it is in cache.
+template <class T>
+void ForwardChannelT(const T* x, T* y, const Geometry& g, std::int64_t c, const T* gamma,
+                     const T* beta, double epsilon, double* mean, double* variance) {
+  const ChunkPlan plan = plan_chunks(g.count_per_channel(), kLeafValues);
+  std::array<Moments, kMaxGroups> parts;
+  for (std::int64_t group = 0; group < plan.groups; ++group) {
+    const std::int64_t first = group * plan.leaves_per_group;
+    parts[group] =
+        GroupMomentsT(x, g, c, first, std::min(plan.leaves, first + plan.leaves_per_group));
+  }
+  tree_merge(parts.data(), plan.groups, 1);
+  mean[c] = parts[0].mean;
+  variance[c] = parts[0].count > 0 ? parts[0].m2 / parts[0].count : 0.0;
+  const ForwardChannel<T> k = forward_channel<T>(mean[c], variance[c], gamma, beta, c, epsilon);
+  const auto n = static_cast<size_t>(g.inner);
+  for (std::int64_t o = 0; o < g.outer; ++o) {
+    const std::int64_t at = (o * g.channels + c) * g.inner;
+    NormalizeRun<false, false>(x + at, y + at, static_cast<const T*>(nullptr), n, k.mean_hi,
+                               k.mean_lo, k.a, k.b);
+  }
+}
+
+// Fused backward of channel c: the sums (the same groups and tree as backward_sums), the
+// coefficients, then dx for the channel while x and dy are in cache.
+template <class T>
+void BackwardChannelT(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t c,
+                      const T* gamma, const T* mean, const T* variance, double epsilon,
+                      double* sum_dy, double* sum_dy_xhat) {
+  const std::int64_t count = g.count_per_channel();
+  const ChunkPlan plan = plan_chunks(count, kLeafValues);
+  std::array<double, kMaxGroups> s;
+  std::array<double, kMaxGroups> s_xc;
+  const std::int64_t group_values = plan.leaves_per_group * plan.leaf;
+  for (std::int64_t group = 0; group < plan.groups; ++group) {
+    const std::int64_t begin = group * group_values;
+    GroupSumsT(x, dy, g, c, begin, std::min(count, begin + group_values), mean[c], &s[group],
+               &s_xc[group]);
+  }
+  tree_sum(s.data(), plan.groups, 1);
+  tree_sum(s_xc.data(), plan.groups, 1);
+  const BackwardChannel<T> k = backward_channel<T>(s[0], s_xc[0], variance[c], gamma, c, epsilon,
+                                                   static_cast<double>(count));
+  sum_dy[c] = s[0];
+  sum_dy_xhat[c] = k.sum_dy_xhat;
+  const auto n = static_cast<size_t>(g.inner);
+  for (std::int64_t o = 0; o < g.outer; ++o) {
+    const std::int64_t at = (o * g.channels + c) * g.inner;
+    BackwardRun(x + at, dy + at, dx + at, n, mean[c], k.k_dy, k.k_xc, k.k_0);
+  }
+}
+
+}  // namespace
+
+// Non-template entry points, one per element type, for HWY_EXPORT.
+#define BNORM_CF_ENTRY_POINTS(T, S)                                                             \
+  Moments CfGroupMoments##S(const T* x, const Geometry& g, std::int64_t c, std::int64_t first,  \
+                            std::int64_t last) {                                                \
+    return GroupMomentsT(x, g, c, first, last);                                                 \
+  }                                                                                             \
+  void CfGroupSums##S(const T* x, const T* dy, const Geometry& g, std::int64_t c,               \
+                      std::int64_t begin, std::int64_t end, T mean, double* s, double* s_xc) {  \
+    GroupSumsT(x, dy, g, c, begin, end, mean, s, s_xc);                                         \
+  }                                                                                             \
+  void CfNormalizeRows##S(const T* x, T* y, const T* z, const Geometry& g, std::int64_t row0,   \
+                          std::int64_t row1, const T* mean_hi, const T* mean_lo, const T* a,    \
+                          const T* b, int mode) {                                               \
+    NormalizeRowsT(x, y, z, g, row0, row1, mean_hi, mean_lo, a, b, mode);                       \
+  }                                                                                             \
+  void CfBackwardRows##S(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t row0,  \
+                         std::int64_t row1, const T* mean, const T* k_dy, const T* k_xc,        \
+                         const T* k_0) {                                                        \
+    BackwardRowsT(x, dy, dx, g, row0, row1, mean, k_dy, k_xc, k_0);                             \
+  }                                                                                             \
+  void CfForwardChannel##S(const T* x, T* y, const Geometry& g, std::int64_t c, const T* gamma, \
+                           const T* beta, double epsilon, double* mean, double* variance) {     \
+    ForwardChannelT(x, y, g, c, gamma, beta, epsilon, mean, variance);                          \
+  }                                                                                             \
+  void CfBackwardChannel##S(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t c,  \
+                            const T* gamma, const T* mean, const T* variance, double epsilon,   \
+                            double* sum_dy, double* sum_dy_xhat) {                              \
+    BackwardChannelT(x, dy, dx, g, c, gamma, mean, variance, epsilon, sum_dy, sum_dy_xhat);     \
+  }
+BNORM_CF_ENTRY_POINTS(float, F)
+BNORM_CF_ENTRY_POINTS(double, D)
+#undef BNORM_CF_ENTRY_POINTS
+
+}  // namespace bnorm::kernels::simd::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <type_traits>
+
+#include "kernels/simd/parallel.hpp"
+#include "scratch.hpp"
+
+namespace bnorm::kernels::simd {
+
+HWY_EXPORT(CfGroupMomentsF);
+HWY_EXPORT(CfGroupMomentsD);
+HWY_EXPORT(CfGroupSumsF);
+HWY_EXPORT(CfGroupSumsD);
+HWY_EXPORT(CfNormalizeRowsF);
+HWY_EXPORT(CfNormalizeRowsD);
+HWY_EXPORT(CfBackwardRowsF);
+HWY_EXPORT(CfBackwardRowsD);
+HWY_EXPORT(CfForwardChannelF);
+HWY_EXPORT(CfForwardChannelD);
+HWY_EXPORT(CfBackwardChannelF);
+HWY_EXPORT(CfBackwardChannelD);
+
+namespace {
+
+// The fused paths keep one channel of every tensor they read (x; x and dy in the backward) in
+// L2 between the statistics and the elementwise pass: 1 MiB of L2 per core on the AVX-512
+// parts we target (Zen 4, Skylake-SP and later). Bigger channels run the two phases instead.
+constexpr std::int64_t kFuseBytes = std::int64_t{1} << 20;
+// With fewer channels than this per thread, fused (one task per channel) balances poorly.
+constexpr std::int64_t kFuseChannelsPerThread = 4;
+
+template <class T>
+bool fusable(const Geometry& g, std::int64_t tensors) {
+  const std::int64_t bytes = g.count_per_channel() * static_cast<std::int64_t>(sizeof(T)) * tensors;
+  if (bytes > kFuseBytes) return false;
+  return !worth_threads(g.size()) || g.channels >= kFuseChannelsPerThread * omp_get_max_threads();
+}
+
+template <class T>
+void normalize_rows(const T* x, T* y, const Geometry& g, const NormalizeCoefficients<T>& k,
+                    const Epilogue<T>& e) {
+  const std::int64_t rows = g.outer * g.channels;
+  const std::int64_t per_task = rows_per_task(g.inner);
+  const std::int64_t tasks = (rows + per_task - 1) / per_task;
+  const int mode = e.z != nullptr ? 2 : (e.relu ? 1 : 0);
+  for_tasks(tasks, worth_threads(g.size()), [&](std::int64_t t) {
+    const std::int64_t row0 = t * per_task;
+    if constexpr (std::is_same_v<T, float>) {
+      HWY_DYNAMIC_DISPATCH(CfNormalizeRowsF)
+      (x, y, e.z, g, row0, std::min(rows, row0 + per_task), k.mean_hi, k.mean_lo, k.a, k.b, mode);
+    } else {
+      HWY_DYNAMIC_DISPATCH(CfNormalizeRowsD)
+      (x, y, e.z, g, row0, std::min(rows, row0 + per_task), k.mean_hi, k.mean_lo, k.a, k.b, mode);
+    }
+  });
+}
+
+}  // namespace
+
+bool channels_first_applies(const Geometry& g) {
+  return g.inner > 1;
+}
+
+template <class T>
+void channels_first_moments(const T* x, const Geometry& g, Moments* moments) {
+  const ChunkPlan plan = plan_chunks(g.count_per_channel(), kLeafValues);
+  if (plan.groups == 0) {
+    std::fill(moments, moments + g.channels, Moments{});
+    return;
+  }
+  const auto partials = scratch<Moments>(ScratchSlot::kPartials, g.channels * plan.groups);
+  for_tasks(g.channels * plan.groups, worth_threads(g.size()), [&](std::int64_t t) {
+    const std::int64_t c = t / plan.groups;
+    const std::int64_t first = (t % plan.groups) * plan.leaves_per_group;
+    const std::int64_t last = std::min(plan.leaves, first + plan.leaves_per_group);
+    if constexpr (std::is_same_v<T, float>) {
+      partials[t] = HWY_DYNAMIC_DISPATCH(CfGroupMomentsF)(x, g, c, first, last);
+    } else {
+      partials[t] = HWY_DYNAMIC_DISPATCH(CfGroupMomentsD)(x, g, c, first, last);
+    }
+  });
+  for (std::int64_t c = 0; c < g.channels; ++c) {
+    tree_merge(&partials[c * plan.groups], plan.groups, 1);
+    moments[c] = partials[c * plan.groups];
+  }
+}
+
+template <class T>
+void channels_first_normalize(const T* x, T* y, const Geometry& g,
+                              const NormalizeCoefficients<T>& k) {
+  normalize_rows(x, y, g, k, Epilogue<T>{});
+}
+
+template <class T>
+void channels_first_normalize_epilogue(const T* x, T* y, const Geometry& g,
+                                       const NormalizeCoefficients<T>& k, const Epilogue<T>& e) {
+  normalize_rows(x, y, g, k, e);
+}
+
+template <class T>
+void channels_first_backward_sums(const T* x, const T* dy, const Geometry& g, const T* mean,
+                                  double* sum_dy, double* sum_dy_xc) {
+  const std::int64_t count = g.count_per_channel();
+  const ChunkPlan plan = plan_chunks(count, kLeafValues);
+  if (plan.groups == 0) {
+    std::fill(sum_dy, sum_dy + g.channels, 0.0);
+    std::fill(sum_dy_xc, sum_dy_xc + g.channels, 0.0);
+    return;
+  }
+  const std::int64_t tasks = g.channels * plan.groups;
+  const auto s = scratch<double>(ScratchSlot::kPartials, tasks);
+  const auto s_xc = scratch<double>(ScratchSlot::kPartials2, tasks);
+  const std::int64_t group_values = plan.leaves_per_group * plan.leaf;
+  for_tasks(tasks, worth_threads(g.size()), [&](std::int64_t t) {
+    const std::int64_t c = t / plan.groups;
+    const std::int64_t begin = (t % plan.groups) * group_values;
+    const std::int64_t end = std::min(count, begin + group_values);
+    if constexpr (std::is_same_v<T, float>) {
+      HWY_DYNAMIC_DISPATCH(CfGroupSumsF)(x, dy, g, c, begin, end, mean[c], &s[t], &s_xc[t]);
+    } else {
+      HWY_DYNAMIC_DISPATCH(CfGroupSumsD)(x, dy, g, c, begin, end, mean[c], &s[t], &s_xc[t]);
+    }
+  });
+  for (std::int64_t c = 0; c < g.channels; ++c) {
+    tree_sum(&s[c * plan.groups], plan.groups, 1);
+    tree_sum(&s_xc[c * plan.groups], plan.groups, 1);
+    sum_dy[c] = s[c * plan.groups];
+    sum_dy_xc[c] = s_xc[c * plan.groups];
+  }
+}
+
+template <class T>
+void channels_first_backward_input(const T* x, const T* dy, T* dx, const Geometry& g,
+                                   const BackwardCoefficients<T>& k) {
+  const std::int64_t rows = g.outer * g.channels;
+  const std::int64_t per_task = rows_per_task(g.inner);
+  const std::int64_t tasks = (rows + per_task - 1) / per_task;
+  for_tasks(tasks, worth_threads(g.size()), [&](std::int64_t t) {
+    const std::int64_t row0 = t * per_task;
+    const std::int64_t row1 = std::min(rows, row0 + per_task);
+    if constexpr (std::is_same_v<T, float>) {
+      HWY_DYNAMIC_DISPATCH(CfBackwardRowsF)
+      (x, dy, dx, g, row0, row1, k.mean_w, k.k_dy_w, k.k_xc_w, k.k_0_w);
+    } else {
+      HWY_DYNAMIC_DISPATCH(CfBackwardRowsD)
+      (x, dy, dx, g, row0, row1, k.mean_w, k.k_dy_w, k.k_xc_w, k.k_0_w);
+    }
+  });
+}
+
+template <class T>
+bool channels_first_forward_training(const T* x, T* y, const Geometry& g, const T* gamma,
+                                     const T* beta, double epsilon, double* mean,
+                                     double* variance) {
+  if (!fusable<T>(g, 1) || g.size() == 0) return false;
+  for_tasks(g.channels, worth_threads(g.size()), [&](std::int64_t c) {
+    if constexpr (std::is_same_v<T, float>) {
+      HWY_DYNAMIC_DISPATCH(CfForwardChannelF)(x, y, g, c, gamma, beta, epsilon, mean, variance);
+    } else {
+      HWY_DYNAMIC_DISPATCH(CfForwardChannelD)(x, y, g, c, gamma, beta, epsilon, mean, variance);
+    }
+  });
+  return true;
+}
+
+template <class T>
+bool channels_first_backward(const T* x, const T* dy, T* dx, const Geometry& g, const T* gamma,
+                             const T* mean, const T* variance, double epsilon, double* sum_dy,
+                             double* sum_dy_xhat) {
+  if (!fusable<T>(g, 2) || g.size() == 0) return false;
+  for_tasks(g.channels, worth_threads(g.size()), [&](std::int64_t c) {
+    if constexpr (std::is_same_v<T, float>) {
+      HWY_DYNAMIC_DISPATCH(CfBackwardChannelF)
+      (x, dy, dx, g, c, gamma, mean, variance, epsilon, sum_dy, sum_dy_xhat);
+    } else {
+      HWY_DYNAMIC_DISPATCH(CfBackwardChannelD)
+      (x, dy, dx, g, c, gamma, mean, variance, epsilon, sum_dy, sum_dy_xhat);
+    }
+  });
+  return true;
+}
+
+#define BNORM_INSTANTIATE(T)                                                                   \
+  template void channels_first_moments<T>(const T*, const Geometry&, Moments*);                \
+  template void channels_first_normalize<T>(const T*, T*, const Geometry&,                     \
+                                            const NormalizeCoefficients<T>&);                  \
+  template void channels_first_normalize_epilogue<T>(                                          \
+      const T*, T*, const Geometry&, const NormalizeCoefficients<T>&, const Epilogue<T>&);     \
+  template void channels_first_backward_sums<T>(const T*, const T*, const Geometry&, const T*, \
+                                                double*, double*);                             \
+  template void channels_first_backward_input<T>(const T*, const T*, T*, const Geometry&,      \
+                                                 const BackwardCoefficients<T>&);              \
+  template bool channels_first_forward_training<T>(const T*, T*, const Geometry&, const T*,    \
+                                                   const T*, double, double*, double*);        \
+  template bool channels_first_backward<T>(const T*, const T*, T*, const Geometry&, const T*,  \
+                                           const T*, const T*, double, double*, double*);
+BNORM_INSTANTIATE(float)
+BNORM_INSTANTIATE(double)
+#undef BNORM_INSTANTIATE
+
+}  // namespace bnorm::kernels::simd
+#endif  // HWY_ONCE

@@ -1,0 +1,570 @@
+// SIMD kernels for channels-last tensors (inner == 1: (N,C), NHWC, NDHWC).
+//
+// x is a row-major matrix of `outer` rows by C channels, so every loop vectorizes along C, with
+// per-channel coefficients loaded as vectors and a partial vector at the end of each row.
+//
+//   moments         tiles of rows_per_tile(width) rows x one block of up to kChannelBlock
+//                   channels (chunking.hpp), each read twice while it sits in L2: pass 1 sums,
+//                   pass 2 residuals and squares about the tile mean, with per-channel double
+//                   accumulators in L1. Tiles merge left to right inside a group of row leaves,
+//                   groups merge in a fixed tree. Tasks are (channel block, group) pairs.
+//   normalize       y = ((x - mean_hi) - mean_lo) * a + b row by row; tasks are row blocks.
+//   backward_sums   per (channel block, group): sum dy and sum dy * (x - mean) in double.
+//   backward_input  dx = k_dy * dy + k_xc * (x - mean) + k_0 row by row.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/simd/channels_last.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+// Highway must come after foreach_target.h.
+#include <hwy/highway.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/chunking.hpp"
+#include "kernels/simd/simd-inl.h"
+#include "kernels/simd/simd.hpp"
+
+HWY_BEFORE_NAMESPACE();
+namespace bnorm::kernels::simd::HWY_NAMESPACE {
+namespace {
+
+// Two traversals of a tile, chosen by the geometry alone (so results never depend on threads):
+// - narrow rows (C * sizeof(T) < kWideRowBytes): strips of one vector of channels walked down
+//   the rows with register accumulators (below);
+// - wide rows: row by row with per-channel accumulators in L1. Walking a strip down rows that
+//   are a multiple of 4 KiB apart (C = 1024 floats) maps every row to the same L1 set, so
+//   wide rows are read in memory order instead.
+constexpr std::int64_t kWideRowBytes = 1024;
+
+// acc[k] += row[k] for k < width, in double; acc has room for whole vectors past width.
+template <class T>
+HWY_INLINE void AddRow(const T* HWY_RESTRICT row, size_t width, double* HWY_RESTRICT acc) {
+  const DD dd;
+  const size_t N = hn::Lanes(dd);
+  size_t k = 0;
+  for (; k + N <= width; k += N)
+    hn::Store(hn::Add(hn::Load(dd, acc + k), LoadWide(row + k)), dd, acc + k);
+  if (k < width) {
+    hn::Store(hn::Add(hn::Load(dd, acc + k), LoadWideTail(row + k, width - k)), dd, acc + k);
+  }
+}
+
+// r = row - mean: residual[k] += r, square[k] += r * r for k < width.
+template <class T>
+HWY_INLINE void AddResidualRow(const T* HWY_RESTRICT row, size_t width,
+                               const double* HWY_RESTRICT mean, double* HWY_RESTRICT residual,
+                               double* HWY_RESTRICT square) {
+  const DD dd;
+  const size_t N = hn::Lanes(dd);
+  size_t k = 0;
+  for (; k + N <= width; k += N) {
+    const VD r = hn::Sub(LoadWide(row + k), hn::Load(dd, mean + k));
+    hn::Store(hn::Add(hn::Load(dd, residual + k), r), dd, residual + k);
+    hn::Store(hn::MulAdd(r, r, hn::Load(dd, square + k)), dd, square + k);
+  }
+  if (k < width) {
+    const VD r =
+        hn::IfThenElseZero(hn::FirstN(dd, width - k),
+                           hn::Sub(LoadWideTail(row + k, width - k), hn::Load(dd, mean + k)));
+    hn::Store(hn::Add(hn::Load(dd, residual + k), r), dd, residual + k);
+    hn::Store(hn::MulAdd(r, r, hn::Load(dd, square + k)), dd, square + k);
+  }
+}
+
+// Accumulators for one channel block, padded to whole vectors.
+constexpr size_t kPadded = static_cast<size_t>(kChannelBlock) + HWY_MAX_BYTES / sizeof(double);
+
+// Row-major moments for wide rows.
+template <class T>
+void TileMomentsWide(const T* x, const Geometry& g, std::int64_t c0, std::int64_t width,
+                     std::int64_t first, std::int64_t last, std::int64_t leaf, Moments* acc) {
+  HWY_ALIGN double sum[kPadded];
+  HWY_ALIGN double mean[kPadded];
+  HWY_ALIGN double residual[kPadded];
+  HWY_ALIGN double square[kPadded];
+  const auto w = static_cast<size_t>(width);
+  std::fill(acc, acc + width, Moments{});
+  for (std::int64_t l = first; l < last; ++l) {
+    const std::int64_t r0 = l * leaf;
+    const std::int64_t r1 = std::min(g.outer, r0 + leaf);
+    const double n = static_cast<double>(r1 - r0);
+    std::fill_n(sum, kPadded, 0.0);
+    for (std::int64_t r = r0; r < r1; ++r) AddRow(x + r * g.channels + c0, w, sum);
+    for (size_t k = 0; k < kPadded; ++k) mean[k] = sum[k] / n;
+    std::fill_n(residual, kPadded, 0.0);
+    std::fill_n(square, kPadded, 0.0);
+    for (std::int64_t r = r0; r < r1; ++r) {
+      AddResidualRow(x + r * g.channels + c0, w, mean, residual, square);
+    }
+    for (size_t k = 0; k < w; ++k)
+      acc[k] = merge(acc[k], leaf_moments(n, mean[k], residual[k], square[k]));
+  }
+}
+
+// Row-major sums for wide rows.
+template <class T>
+void RowSumsWide(const T* x, const T* dy, const Geometry& g, std::int64_t c0, std::int64_t width,
+                 std::int64_t r0, std::int64_t r1, const T* mean, double* s_out, double* s_xc_out) {
+  const DD dd;
+  const size_t N = hn::Lanes(dd);
+  const auto w = static_cast<size_t>(width);
+  HWY_ALIGN double m[kPadded];
+  HWY_ALIGN double s[kPadded];
+  HWY_ALIGN double s_xc[kPadded];
+  std::fill_n(m, kPadded, 0.0);
+  for (size_t k = 0; k < w; ++k)
+    m[k] = static_cast<double>(mean[c0 + static_cast<std::int64_t>(k)]);
+  std::fill_n(s, kPadded, 0.0);
+  std::fill_n(s_xc, kPadded, 0.0);
+  for (std::int64_t r = r0; r < r1; ++r) {
+    const T* xr = x + r * g.channels + c0;
+    const T* dr = dy + r * g.channels + c0;
+    size_t k = 0;
+    for (; k + N <= w; k += N) {
+      const VD d = LoadWide(dr + k);
+      hn::Store(hn::Add(hn::Load(dd, s + k), d), dd, s + k);
+      hn::Store(
+          hn::MulAdd(d, hn::Sub(LoadWide(xr + k), hn::Load(dd, m + k)), hn::Load(dd, s_xc + k)), dd,
+          s_xc + k);
+    }
+    if (k < w) {
+      // Zero dy lanes make the product zero whatever (0 - mean) is.
+      const VD d = LoadWideTail(dr + k, w - k);
+      hn::Store(hn::Add(hn::Load(dd, s + k), d), dd, s + k);
+      hn::Store(hn::MulAdd(d, hn::Sub(LoadWideTail(xr + k, w - k), hn::Load(dd, m + k)),
+                           hn::Load(dd, s_xc + k)),
+                dd, s_xc + k);
+    }
+  }
+  std::copy_n(s, w, s_out);
+  std::copy_n(s_xc, w, s_xc_out);
+}
+
+// The statistics loops walk one vector of channels at a time down the rows of a tile (a strip
+// of Lanes(DD) channels, `lanes` of them valid), with the accumulators in registers: four per
+// sum, one per row modulo 4, so the adds' latency is hidden. The strip's values are re-read by
+// pass 2 from L1, and the next strip's are on the same cache lines.
+template <class T>
+HWY_INLINE VD LoadStrip(const T* HWY_RESTRICT p, size_t lanes, size_t N) {
+  return lanes == N ? LoadWide(p) : LoadWideTail(p, lanes);
+}
+
+// sum over rows [r0, r1) of the strip at column k of x (row stride C).
+template <class T>
+HWY_INLINE VD StripSum(const T* HWY_RESTRICT x, std::int64_t C, std::int64_t r0, std::int64_t r1,
+                       size_t lanes) {
+  const DD dd;
+  const size_t N = hn::Lanes(dd);
+  VD s0 = hn::Zero(dd), s1 = s0, s2 = s0, s3 = s0;
+  std::int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    s0 = hn::Add(s0, LoadStrip(x + r * C, lanes, N));
+    s1 = hn::Add(s1, LoadStrip(x + (r + 1) * C, lanes, N));
+    s2 = hn::Add(s2, LoadStrip(x + (r + 2) * C, lanes, N));
+    s3 = hn::Add(s3, LoadStrip(x + (r + 3) * C, lanes, N));
+  }
+  for (; r < r1; ++r) s0 = hn::Add(s0, LoadStrip(x + r * C, lanes, N));
+  return hn::Add(hn::Add(s0, s1), hn::Add(s2, s3));
+}
+
+// residual = sum (x - mean), square = sum (x - mean)^2 over rows [r0, r1) of the strip.
+// Lanes past `lanes` load 0 and give residual -n*mean, square n*mean^2: never read.
+template <class T>
+HWY_INLINE void StripResiduals(const T* HWY_RESTRICT x, std::int64_t C, std::int64_t r0,
+                               std::int64_t r1, size_t lanes, VD mean, VD& residual, VD& square) {
+  const DD dd;
+  const size_t N = hn::Lanes(dd);
+  VD a0 = hn::Zero(dd), a1 = a0, a2 = a0, a3 = a0;
+  VD q0 = a0, q1 = a0, q2 = a0, q3 = a0;
+  std::int64_t r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    const VD d0 = hn::Sub(LoadStrip(x + r * C, lanes, N), mean);
+    const VD d1 = hn::Sub(LoadStrip(x + (r + 1) * C, lanes, N), mean);
+    const VD d2 = hn::Sub(LoadStrip(x + (r + 2) * C, lanes, N), mean);
+    const VD d3 = hn::Sub(LoadStrip(x + (r + 3) * C, lanes, N), mean);
+    a0 = hn::Add(a0, d0);
+    a1 = hn::Add(a1, d1);
+    a2 = hn::Add(a2, d2);
+    a3 = hn::Add(a3, d3);
+    q0 = hn::MulAdd(d0, d0, q0);
+    q1 = hn::MulAdd(d1, d1, q1);
+    q2 = hn::MulAdd(d2, d2, q2);
+    q3 = hn::MulAdd(d3, d3, q3);
+  }
+  for (; r < r1; ++r) {
+    const VD d = hn::Sub(LoadStrip(x + r * C, lanes, N), mean);
+    a0 = hn::Add(a0, d);
+    q0 = hn::MulAdd(d, d, q0);
+  }
+  residual = hn::Add(hn::Add(a0, a1), hn::Add(a2, a3));
+  square = hn::Add(hn::Add(q0, q1), hn::Add(q2, q3));
+}
+
+// Moments of channels [c0, c0 + width) over row leaves [first, last) of `leaf` rows each,
+// merged left to right into acc[0..width).
+template <class T>
+void TileMomentsStrips(const T* x, const Geometry& g, std::int64_t c0, std::int64_t width,
+                       std::int64_t first, std::int64_t last, std::int64_t leaf, Moments* acc) {
+  const DD dd;
+  const size_t N = hn::Lanes(dd);
+  HWY_ALIGN double mean[HWY_MAX_BYTES / sizeof(double)];
+  HWY_ALIGN double residual[HWY_MAX_BYTES / sizeof(double)];
+  HWY_ALIGN double square[HWY_MAX_BYTES / sizeof(double)];
+  const auto w = static_cast<size_t>(width);
+  std::fill(acc, acc + width, Moments{});
+  for (std::int64_t l = first; l < last; ++l) {
+    const std::int64_t r0 = l * leaf;
+    const std::int64_t r1 = std::min(g.outer, r0 + leaf);
+    const double n = static_cast<double>(r1 - r0);
+    const VD vn = hn::Set(dd, n);
+    for (size_t k = 0; k < w; k += N) {
+      const size_t lanes = std::min(N, w - k);
+      const T* strip = x + c0 + static_cast<std::int64_t>(k);
+      const VD m = hn::Div(StripSum(strip, g.channels, r0, r1, lanes), vn);
+      VD rs, sq;
+      StripResiduals(strip, g.channels, r0, r1, lanes, m, rs, sq);
+      hn::Store(m, dd, mean);
+      hn::Store(rs, dd, residual);
+      hn::Store(sq, dd, square);
+      for (size_t j = 0; j < lanes; ++j) {
+        acc[k + j] = merge(acc[k + j], leaf_moments(n, mean[j], residual[j], square[j]));
+      }
+    }
+  }
+}
+
+// s += dy, s_xc += dy * (x - mean) for channels [c0, c0 + width), rows [r0, r1): strips of one
+// vector of channels down the rows, two accumulators per sum.
+template <class T>
+void RowSumsStrips(const T* x, const T* dy, const Geometry& g, std::int64_t c0, std::int64_t width,
+                   std::int64_t r0, std::int64_t r1, const T* mean, double* s_out,
+                   double* s_xc_out) {
+  const DD dd;
+  const size_t N = hn::Lanes(dd);
+  const std::int64_t C = g.channels;
+  const auto w = static_cast<size_t>(width);
+  HWY_ALIGN double m[HWY_MAX_BYTES / sizeof(double)] = {};
+  HWY_ALIGN double s[HWY_MAX_BYTES / sizeof(double)];
+  HWY_ALIGN double s_xc[HWY_MAX_BYTES / sizeof(double)];
+  for (size_t k = 0; k < w; k += N) {
+    const size_t lanes = std::min(N, w - k);
+    const std::int64_t c = c0 + static_cast<std::int64_t>(k);
+    for (size_t j = 0; j < lanes; ++j)
+      m[j] = static_cast<double>(mean[c + static_cast<std::int64_t>(j)]);
+    const VD vm = hn::Load(dd, m);
+    VD a0 = hn::Zero(dd), a1 = a0, b0 = a0, b1 = a0;
+    std::int64_t r = r0;
+    for (; r + 2 <= r1; r += 2) {
+      const VD d0 = LoadStrip(dy + r * C + c, lanes, N);
+      const VD d1 = LoadStrip(dy + (r + 1) * C + c, lanes, N);
+      a0 = hn::Add(a0, d0);
+      a1 = hn::Add(a1, d1);
+      b0 = hn::MulAdd(d0, hn::Sub(LoadStrip(x + r * C + c, lanes, N), vm), b0);
+      b1 = hn::MulAdd(d1, hn::Sub(LoadStrip(x + (r + 1) * C + c, lanes, N), vm), b1);
+    }
+    if (r < r1) {
+      const VD d0 = LoadStrip(dy + r * C + c, lanes, N);
+      a0 = hn::Add(a0, d0);
+      b0 = hn::MulAdd(d0, hn::Sub(LoadStrip(x + r * C + c, lanes, N), vm), b0);
+    }
+    hn::Store(hn::Add(a0, a1), dd, s);
+    hn::Store(hn::Add(b0, b1), dd, s_xc);
+    std::copy_n(s, lanes, s_out + k);
+    std::copy_n(s_xc, lanes, s_xc_out + k);
+  }
+}
+
+template <class T>
+void TileMomentsT(const T* x, const Geometry& g, std::int64_t c0, std::int64_t width,
+                  std::int64_t first, std::int64_t last, std::int64_t leaf, Moments* acc) {
+  if (g.channels * static_cast<std::int64_t>(sizeof(T)) >= kWideRowBytes) {
+    TileMomentsWide(x, g, c0, width, first, last, leaf, acc);
+  } else {
+    TileMomentsStrips(x, g, c0, width, first, last, leaf, acc);
+  }
+}
+
+template <class T>
+void RowSumsT(const T* x, const T* dy, const Geometry& g, std::int64_t c0, std::int64_t width,
+              std::int64_t r0, std::int64_t r1, const T* mean, double* s_out, double* s_xc_out) {
+  if (g.channels * static_cast<std::int64_t>(sizeof(T)) >= kWideRowBytes) {
+    RowSumsWide(x, dy, g, c0, width, r0, r1, mean, s_out, s_xc_out);
+  } else {
+    RowSumsStrips(x, dy, g, c0, width, r0, r1, mean, s_out, s_xc_out);
+  }
+}
+
+// Rows [r0, r1); mode 0: plain, 1: relu, 2: add z then relu.
+template <bool kRelu, bool kAdd, class T>
+HWY_INLINE void NormalizeRowsMode(const T* x, T* y, const T* z, const Geometry& g, std::int64_t r0,
+                                  std::int64_t r1, const T* HWY_RESTRICT mean_hi,
+                                  const T* HWY_RESTRICT mean_lo, const T* HWY_RESTRICT a,
+                                  const T* HWY_RESTRICT b) {
+  const hn::ScalableTag<T> d;
+  const size_t N = hn::Lanes(d);
+  const auto C = static_cast<size_t>(g.channels);
+  const auto zero = hn::Zero(d);
+  for (std::int64_t r = r0; r < r1; ++r) {
+    const T* in = x + r * g.channels;
+    T* out = y + r * g.channels;
+    const T* zr = kAdd ? z + r * g.channels : nullptr;
+    size_t c = 0;
+    for (; c + N <= C; c += N) {
+      auto v = hn::MulAdd(hn::Sub(hn::Sub(hn::LoadU(d, in + c), hn::LoadU(d, mean_hi + c)),
+                                  hn::LoadU(d, mean_lo + c)),
+                          hn::LoadU(d, a + c), hn::LoadU(d, b + c));
+      if constexpr (kAdd) v = hn::Add(v, hn::LoadU(d, zr + c));
+      if constexpr (kRelu) v = hn::Max(v, zero);
+      hn::StoreU(v, d, out + c);
+    }
+    if (c < C) {
+      const size_t m = C - c;
+      auto v = hn::MulAdd(hn::Sub(hn::Sub(LoadTail(d, in + c, m), LoadTail(d, mean_hi + c, m)),
+                                  LoadTail(d, mean_lo + c, m)),
+                          LoadTail(d, a + c, m), LoadTail(d, b + c, m));
+      if constexpr (kAdd) v = hn::Add(v, LoadTail(d, zr + c, m));
+      if constexpr (kRelu) v = hn::Max(v, zero);
+      StoreTail(v, d, out + c, m);
+    }
+  }
+}
+
+template <class T>
+void NormalizeRowsT(const T* x, T* y, const T* z, const Geometry& g, std::int64_t r0,
+                    std::int64_t r1, const T* mean_hi, const T* mean_lo, const T* a, const T* b,
+                    int mode) {
+  if (mode == 0) {
+    NormalizeRowsMode<false, false>(x, y, z, g, r0, r1, mean_hi, mean_lo, a, b);
+  } else if (mode == 1) {
+    NormalizeRowsMode<true, false>(x, y, z, g, r0, r1, mean_hi, mean_lo, a, b);
+  } else {
+    NormalizeRowsMode<true, true>(x, y, z, g, r0, r1, mean_hi, mean_lo, a, b);
+  }
+}
+
+template <class T>
+void BackwardRowsT(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t r0,
+                   std::int64_t r1, const T* HWY_RESTRICT mean, const T* HWY_RESTRICT k_dy,
+                   const T* HWY_RESTRICT k_xc, const T* HWY_RESTRICT k_0) {
+  const hn::ScalableTag<T> d;
+  const size_t N = hn::Lanes(d);
+  const auto C = static_cast<size_t>(g.channels);
+  for (std::int64_t r = r0; r < r1; ++r) {
+    const std::int64_t at = r * g.channels;
+    size_t c = 0;
+    for (; c + N <= C; c += N) {
+      const auto xc = hn::Sub(hn::LoadU(d, x + at + c), hn::LoadU(d, mean + c));
+      const auto v = hn::MulAdd(hn::LoadU(d, k_dy + c), hn::LoadU(d, dy + at + c),
+                                hn::MulAdd(hn::LoadU(d, k_xc + c), xc, hn::LoadU(d, k_0 + c)));
+      hn::StoreU(v, d, dx + at + c);
+    }
+    if (c < C) {
+      const size_t m = C - c;
+      const auto xc = hn::Sub(LoadTail(d, x + at + c, m), LoadTail(d, mean + c, m));
+      const auto v = hn::MulAdd(LoadTail(d, k_dy + c, m), LoadTail(d, dy + at + c, m),
+                                hn::MulAdd(LoadTail(d, k_xc + c, m), xc, LoadTail(d, k_0 + c, m)));
+      StoreTail(v, d, dx + at + c, m);
+    }
+  }
+}
+
+}  // namespace
+
+#define BNORM_CL_ENTRY_POINTS(T, S)                                                               \
+  void ClTileMoments##S(const T* x, const Geometry& g, std::int64_t c0, std::int64_t width,       \
+                        std::int64_t first, std::int64_t last, std::int64_t leaf, Moments* acc) { \
+    TileMomentsT(x, g, c0, width, first, last, leaf, acc);                                        \
+  }                                                                                               \
+  void ClRowSums##S(const T* x, const T* dy, const Geometry& g, std::int64_t c0,                  \
+                    std::int64_t width, std::int64_t r0, std::int64_t r1, const T* mean,          \
+                    double* s, double* s_xc) {                                                    \
+    RowSumsT(x, dy, g, c0, width, r0, r1, mean, s, s_xc);                                         \
+  }                                                                                               \
+  void ClNormalizeRows##S(const T* x, T* y, const T* z, const Geometry& g, std::int64_t r0,       \
+                          std::int64_t r1, const T* mean_hi, const T* mean_lo, const T* a,        \
+                          const T* b, int mode) {                                                 \
+    NormalizeRowsT(x, y, z, g, r0, r1, mean_hi, mean_lo, a, b, mode);                             \
+  }                                                                                               \
+  void ClBackwardRows##S(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t r0,      \
+                         std::int64_t r1, const T* mean, const T* k_dy, const T* k_xc,            \
+                         const T* k_0) {                                                          \
+    BackwardRowsT(x, dy, dx, g, r0, r1, mean, k_dy, k_xc, k_0);                                   \
+  }
+BNORM_CL_ENTRY_POINTS(float, F)
+BNORM_CL_ENTRY_POINTS(double, D)
+#undef BNORM_CL_ENTRY_POINTS
+
+}  // namespace bnorm::kernels::simd::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <type_traits>
+
+#include "kernels/simd/parallel.hpp"
+#include "scratch.hpp"
+
+namespace bnorm::kernels::simd {
+
+HWY_EXPORT(ClTileMomentsF);
+HWY_EXPORT(ClTileMomentsD);
+HWY_EXPORT(ClRowSumsF);
+HWY_EXPORT(ClRowSumsD);
+HWY_EXPORT(ClNormalizeRowsF);
+HWY_EXPORT(ClNormalizeRowsD);
+HWY_EXPORT(ClBackwardRowsF);
+HWY_EXPORT(ClBackwardRowsD);
+
+namespace {
+
+// The channel blocks and the row plan of a channels-last geometry (as in the plain kernels).
+struct TilePlan {
+  std::int64_t width = 0;   // channels per block (the last block may be narrower)
+  std::int64_t blocks = 0;  // channel blocks
+  ChunkPlan rows;           // leaves are row ranges
+};
+
+TilePlan plan_tiles(const Geometry& g) {
+  TilePlan p;
+  p.width = std::min(g.channels, kChannelBlock);
+  p.blocks = (g.channels + p.width - 1) / p.width;
+  p.rows = plan_chunks(g.outer, rows_per_tile(p.width));
+  return p;
+}
+
+template <class T>
+void normalize_rows(const T* x, T* y, const Geometry& g, const NormalizeCoefficients<T>& k,
+                    const Epilogue<T>& e) {
+  const std::int64_t per_task = rows_per_task(g.channels);
+  const std::int64_t tasks = (g.outer + per_task - 1) / per_task;
+  const int mode = e.z != nullptr ? 2 : (e.relu ? 1 : 0);
+  for_tasks(tasks, worth_threads(g.size()), [&](std::int64_t t) {
+    const std::int64_t r0 = t * per_task;
+    const std::int64_t r1 = std::min(g.outer, r0 + per_task);
+    if constexpr (std::is_same_v<T, float>) {
+      HWY_DYNAMIC_DISPATCH(ClNormalizeRowsF)
+      (x, y, e.z, g, r0, r1, k.mean_hi, k.mean_lo, k.a, k.b, mode);
+    } else {
+      HWY_DYNAMIC_DISPATCH(ClNormalizeRowsD)
+      (x, y, e.z, g, r0, r1, k.mean_hi, k.mean_lo, k.a, k.b, mode);
+    }
+  });
+}
+
+}  // namespace
+
+bool channels_last_applies(const Geometry& g) {
+  return g.inner == 1;
+}
+
+template <class T>
+void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
+  const TilePlan plan = plan_tiles(g);
+  const std::int64_t groups = plan.rows.groups;
+  if (groups == 0) {
+    std::fill(moments, moments + g.channels, Moments{});
+    return;
+  }
+  const std::int64_t C = g.channels;
+  // partials[group * C + c]
+  const auto partials = scratch<Moments>(ScratchSlot::kPartials, groups * C);
+  for_tasks(plan.blocks * groups, worth_threads(g.size()), [&](std::int64_t t) {
+    const std::int64_t group = t % groups;
+    const std::int64_t c0 = (t / groups) * plan.width;
+    const std::int64_t width = std::min(plan.width, C - c0);
+    const std::int64_t first = group * plan.rows.leaves_per_group;
+    const std::int64_t last = std::min(plan.rows.leaves, first + plan.rows.leaves_per_group);
+    Moments* acc = &partials[group * C + c0];
+    if constexpr (std::is_same_v<T, float>) {
+      HWY_DYNAMIC_DISPATCH(ClTileMomentsF)(x, g, c0, width, first, last, plan.rows.leaf, acc);
+    } else {
+      HWY_DYNAMIC_DISPATCH(ClTileMomentsD)(x, g, c0, width, first, last, plan.rows.leaf, acc);
+    }
+  });
+  for (std::int64_t c = 0; c < C; ++c) {
+    tree_merge(&partials[c], groups, C);
+    moments[c] = partials[c];
+  }
+}
+
+template <class T>
+void channels_last_normalize(const T* x, T* y, const Geometry& g,
+                             const NormalizeCoefficients<T>& k) {
+  normalize_rows(x, y, g, k, Epilogue<T>{});
+}
+
+template <class T>
+void channels_last_normalize_epilogue(const T* x, T* y, const Geometry& g,
+                                      const NormalizeCoefficients<T>& k, const Epilogue<T>& e) {
+  normalize_rows(x, y, g, k, e);
+}
+
+template <class T>
+void channels_last_backward_sums(const T* x, const T* dy, const Geometry& g, const T* mean,
+                                 double* sum_dy, double* sum_dy_xc) {
+  const TilePlan plan = plan_tiles(g);
+  const std::int64_t groups = plan.rows.groups;
+  const std::int64_t C = g.channels;
+  if (groups == 0) {
+    std::fill(sum_dy, sum_dy + C, 0.0);
+    std::fill(sum_dy_xc, sum_dy_xc + C, 0.0);
+    return;
+  }
+  const auto s = scratch<double>(ScratchSlot::kPartials, groups * C);
+  const auto s_xc = scratch<double>(ScratchSlot::kPartials2, groups * C);
+  const std::int64_t group_rows = plan.rows.leaves_per_group * plan.rows.leaf;
+  for_tasks(plan.blocks * groups, worth_threads(g.size()), [&](std::int64_t t) {
+    const std::int64_t group = t % groups;
+    const std::int64_t c0 = (t / groups) * plan.width;
+    const std::int64_t width = std::min(plan.width, C - c0);
+    const std::int64_t r0 = group * group_rows;
+    const std::int64_t r1 = std::min(g.outer, r0 + group_rows);
+    double* ps = &s[group * C + c0];
+    double* ps_xc = &s_xc[group * C + c0];
+    if constexpr (std::is_same_v<T, float>) {
+      HWY_DYNAMIC_DISPATCH(ClRowSumsF)(x, dy, g, c0, width, r0, r1, mean, ps, ps_xc);
+    } else {
+      HWY_DYNAMIC_DISPATCH(ClRowSumsD)(x, dy, g, c0, width, r0, r1, mean, ps, ps_xc);
+    }
+  });
+  for (std::int64_t c = 0; c < C; ++c) {
+    tree_sum(&s[c], groups, C);
+    tree_sum(&s_xc[c], groups, C);
+    sum_dy[c] = s[c];
+    sum_dy_xc[c] = s_xc[c];
+  }
+}
+
+template <class T>
+void channels_last_backward_input(const T* x, const T* dy, T* dx, const Geometry& g,
+                                  const BackwardCoefficients<T>& k) {
+  const std::int64_t per_task = rows_per_task(g.channels);
+  const std::int64_t tasks = (g.outer + per_task - 1) / per_task;
+  for_tasks(tasks, worth_threads(g.size()), [&](std::int64_t t) {
+    const std::int64_t r0 = t * per_task;
+    const std::int64_t r1 = std::min(g.outer, r0 + per_task);
+    if constexpr (std::is_same_v<T, float>) {
+      HWY_DYNAMIC_DISPATCH(ClBackwardRowsF)
+      (x, dy, dx, g, r0, r1, k.mean_w, k.k_dy_w, k.k_xc_w, k.k_0_w);
+    } else {
+      HWY_DYNAMIC_DISPATCH(ClBackwardRowsD)
+      (x, dy, dx, g, r0, r1, k.mean_w, k.k_dy_w, k.k_xc_w, k.k_0_w);
+    }
+  });
+}
+
+#define BNORM_INSTANTIATE(T)                                                                  \
+  template void channels_last_moments<T>(const T*, const Geometry&, Moments*);                \
+  template void channels_last_normalize<T>(const T*, T*, const Geometry&,                     \
+                                           const NormalizeCoefficients<T>&);                  \
+  template void channels_last_normalize_epilogue<T>(                                          \
+      const T*, T*, const Geometry&, const NormalizeCoefficients<T>&, const Epilogue<T>&);    \
+  template void channels_last_backward_sums<T>(const T*, const T*, const Geometry&, const T*, \
+                                               double*, double*);                             \
+  template void channels_last_backward_input<T>(const T*, const T*, T*, const Geometry&,      \
+                                                const BackwardCoefficients<T>&);
+BNORM_INSTANTIATE(float)
+BNORM_INSTANTIATE(double)
+#undef BNORM_INSTANTIATE
+
+}  // namespace bnorm::kernels::simd
+#endif  // HWY_ONCE

@@ -1,0 +1,41 @@
+// How the SIMD kernels use threads: a task index range run by OpenMP when the problem is big
+// enough, otherwise on the calling thread without entering a parallel region at all (a
+// parallel region with if(false) still costs a runtime call and a team set-up).
+//
+// Tasks never depend on the thread count (chunking.hpp); a thread only picks which tasks it runs.
+#pragma once
+
+#include <omp.h>
+
+#include <cstdint>
+
+#include "kernels/chunking.hpp"
+
+namespace bnorm::kernels::simd {
+
+// Whether a problem of `values` elements is worth threads.
+inline bool worth_threads(std::int64_t values) {
+  return values >= kParallelMinValues && omp_get_max_threads() > 1;
+}
+
+template <class F>
+void for_tasks(std::int64_t tasks, bool parallel, F&& f) {
+  if (parallel && tasks > 1) {
+#pragma omp parallel for schedule(static)
+    for (std::int64_t t = 0; t < tasks; ++t) f(t);
+  } else {
+    for (std::int64_t t = 0; t < tasks; ++t) f(t);
+  }
+}
+
+// Values per elementwise task (normalize, backward input): large enough that a task's overhead
+// (one dispatch, one coefficient load) is negligible, small enough to balance two threads on a
+// 1 MB tensor.
+inline constexpr std::int64_t kElementwiseTaskValues = 16384;
+
+// Rows of `row_values` values per elementwise task (at least one).
+inline std::int64_t rows_per_task(std::int64_t row_values) {
+  return row_values >= kElementwiseTaskValues ? 1 : kElementwiseTaskValues / row_values;
+}
+
+}  // namespace bnorm::kernels::simd

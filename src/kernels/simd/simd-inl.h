@@ -1,0 +1,226 @@
+// Per-target building blocks of the SIMD kernels (Highway): loads that widen to double, partial
+// loads and stores for tails, and the loops over one contiguous run of a channel. Included once
+// per target by foreach_target.h from channels_first.cpp and channels_last.cpp.
+//
+// Statistics are accumulated in double lanes: a float value is widened on load, so the sums have
+// the accuracy of the double reference and the kernels stay memory bound (two double vectors per
+// float vector of work is still far below what a core can add per byte read from memory).
+// Elementwise passes run in the working type T with fused multiply-adds.
+
+// Per-target include guard (Highway's idiom: toggles once per target).
+#if defined(BNORM_KERNELS_SIMD_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef BNORM_KERNELS_SIMD_INL_H_
+#undef BNORM_KERNELS_SIMD_INL_H_
+#else
+#define BNORM_KERNELS_SIMD_INL_H_
+#endif
+
+#include <hwy/cache_control.h>
+#include <hwy/highway.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+HWY_BEFORE_NAMESPACE();
+namespace bnorm::kernels::simd::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Double lanes for statistics; T lanes of the same count for loading what gets widened.
+using DD = hn::ScalableTag<double>;
+using VD = hn::Vec<DD>;
+template <class T>
+using DW = hn::Rebind<T, DD>;
+
+// Loads the first n (< Lanes(d)) values at p, zeros elsewhere, never touching p[n...].
+// Highway 1.0.3 has no LoadN, and its MaskedLoad reads the whole (aligned!) vector on SSE4 and
+// EMU128, so only AVX2 and AVX-512 use the masked load; other targets copy the tail first.
+template <class D, class T>
+HWY_INLINE hn::Vec<D> LoadTail(D d, const T* HWY_RESTRICT p, size_t n) {
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+  return hn::MaskedLoad(hn::FirstN(d, n), d, p);
+#else
+  HWY_ALIGN T buffer[HWY_MAX_BYTES / sizeof(T)] = {};
+  std::memcpy(buffer, p, n * sizeof(T));
+  return hn::Load(d, buffer);
+#endif
+}
+
+// Stores the first n lanes of v at p (BlendedStore writes only the selected lanes on every target).
+template <class D, class T>
+HWY_INLINE void StoreTail(hn::Vec<D> v, D d, T* HWY_RESTRICT p, size_t n) {
+  hn::BlendedStore(v, hn::FirstN(d, n), d, p);
+}
+
+// Lanes(DD) values at p widened to double.
+template <class T>
+HWY_INLINE VD LoadWide(const T* HWY_RESTRICT p) {
+  const DD dd;
+  if constexpr (std::is_same_v<T, double>) {
+    return hn::LoadU(dd, p);
+  } else {
+    const DW<T> dw;
+    return hn::PromoteTo(dd, hn::LoadU(dw, p));
+  }
+}
+
+// The first n (< Lanes(DD)) values at p widened to double, zeros elsewhere.
+template <class T>
+HWY_INLINE VD LoadWideTail(const T* HWY_RESTRICT p, size_t n) {
+  const DD dd;
+  if constexpr (std::is_same_v<T, double>) {
+    return LoadTail(dd, p, n);
+  } else {
+    const DW<T> dw;
+    return hn::PromoteTo(dd, LoadTail(dw, p, n));
+  }
+}
+
+HWY_INLINE double ReduceSum(VD v) {
+  return hn::GetLane(hn::SumOfLanes(DD(), v));
+}
+
+// Four independent accumulators hide the latency of the adds.
+struct Sum4 {
+  VD s0, s1, s2, s3;
+  Sum4() : s0(hn::Zero(DD())), s1(s0), s2(s0), s3(s0) {}
+  double total() const { return ReduceSum(hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))); }
+};
+
+// How far ahead of the loads the first pass over a run prefetches. A channel's runs are short
+// (one H*W plane) and far apart, so the hardware prefetchers, which stop at page boundaries,
+// keep too little in flight for one core to reach DRAM bandwidth on its own.
+inline constexpr size_t kPrefetchBytes = 2048;
+
+// acc += p[0..n) (in double).
+template <class T>
+HWY_INLINE void AddRun(const T* HWY_RESTRICT p, size_t n, Sum4& acc) {
+  const size_t N = hn::Lanes(DD());
+  constexpr size_t kAhead = kPrefetchBytes / sizeof(T);
+  size_t i = 0;
+  for (; i + 4 * N + kAhead <= n; i += 4 * N) {
+    hwy::Prefetch(p + i + kAhead);
+    hwy::Prefetch(p + i + kAhead + 2 * N);
+    acc.s0 = hn::Add(acc.s0, LoadWide(p + i));
+    acc.s1 = hn::Add(acc.s1, LoadWide(p + i + N));
+    acc.s2 = hn::Add(acc.s2, LoadWide(p + i + 2 * N));
+    acc.s3 = hn::Add(acc.s3, LoadWide(p + i + 3 * N));
+  }
+  for (; i + 4 * N <= n; i += 4 * N) {
+    acc.s0 = hn::Add(acc.s0, LoadWide(p + i));
+    acc.s1 = hn::Add(acc.s1, LoadWide(p + i + N));
+    acc.s2 = hn::Add(acc.s2, LoadWide(p + i + 2 * N));
+    acc.s3 = hn::Add(acc.s3, LoadWide(p + i + 3 * N));
+  }
+  for (; i + N <= n; i += N) acc.s0 = hn::Add(acc.s0, LoadWide(p + i));
+  if (i < n) acc.s1 = hn::Add(acc.s1, LoadWideTail(p + i, n - i));
+}
+
+// r = p - mean: residual += r, square += r * r, over p[0..n) (in double).
+template <class T>
+HWY_INLINE void AddResidualRun(const T* HWY_RESTRICT p, size_t n, VD mean, Sum4& residual,
+                               Sum4& square) {
+  const DD dd;
+  const size_t N = hn::Lanes(dd);
+  size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    const VD r0 = hn::Sub(LoadWide(p + i), mean);
+    const VD r1 = hn::Sub(LoadWide(p + i + N), mean);
+    residual.s0 = hn::Add(residual.s0, r0);
+    residual.s1 = hn::Add(residual.s1, r1);
+    square.s0 = hn::MulAdd(r0, r0, square.s0);
+    square.s1 = hn::MulAdd(r1, r1, square.s1);
+  }
+  for (; i + N <= n; i += N) {
+    const VD r = hn::Sub(LoadWide(p + i), mean);
+    residual.s2 = hn::Add(residual.s2, r);
+    square.s2 = hn::MulAdd(r, r, square.s2);
+  }
+  if (i < n) {
+    const VD r =
+        hn::IfThenElseZero(hn::FirstN(dd, n - i), hn::Sub(LoadWideTail(p + i, n - i), mean));
+    residual.s3 = hn::Add(residual.s3, r);
+    square.s3 = hn::MulAdd(r, r, square.s3);
+  }
+}
+
+// s += dy, s_xc += dy * (x - mean) over a run of n values (in double).
+template <class T>
+HWY_INLINE void AddBackwardRun(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, size_t n, VD mean,
+                               Sum4& s, Sum4& s_xc) {
+  const DD dd;
+  const size_t N = hn::Lanes(dd);
+  size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    const VD d0 = LoadWide(dy + i);
+    const VD d1 = LoadWide(dy + i + N);
+    s.s0 = hn::Add(s.s0, d0);
+    s.s1 = hn::Add(s.s1, d1);
+    s_xc.s0 = hn::MulAdd(d0, hn::Sub(LoadWide(x + i), mean), s_xc.s0);
+    s_xc.s1 = hn::MulAdd(d1, hn::Sub(LoadWide(x + i + N), mean), s_xc.s1);
+  }
+  for (; i + N <= n; i += N) {
+    const VD d = LoadWide(dy + i);
+    s.s2 = hn::Add(s.s2, d);
+    s_xc.s2 = hn::MulAdd(d, hn::Sub(LoadWide(x + i), mean), s_xc.s2);
+  }
+  if (i < n) {
+    // Zero dy lanes make the product zero whatever (0 - mean) is.
+    const VD d = LoadWideTail(dy + i, n - i);
+    s.s3 = hn::Add(s.s3, d);
+    s_xc.s3 = hn::MulAdd(d, hn::Sub(LoadWideTail(x + i, n - i), mean), s_xc.s3);
+  }
+}
+
+// Elementwise forward of one run with per-run (broadcast) coefficients:
+//   y = ((x - mean_hi) - mean_lo) * a + b, then the epilogue: + z, relu.
+template <bool kRelu, bool kAdd, class T>
+HWY_INLINE void NormalizeRun(const T* HWY_RESTRICT x, T* y, const T* HWY_RESTRICT z, size_t n,
+                             T mean_hi, T mean_lo, T a, T b) {
+  const hn::ScalableTag<T> d;
+  const size_t N = hn::Lanes(d);
+  const auto vhi = hn::Set(d, mean_hi);
+  const auto vlo = hn::Set(d, mean_lo);
+  const auto va = hn::Set(d, a);
+  const auto vb = hn::Set(d, b);
+  const auto zero = hn::Zero(d);
+  const auto apply = [&](auto v, const T* zp, size_t m) {
+    auto out = hn::MulAdd(hn::Sub(hn::Sub(v, vhi), vlo), va, vb);
+    if constexpr (kAdd) out = hn::Add(out, m == N ? hn::LoadU(d, zp) : LoadTail(d, zp, m));
+    if constexpr (kRelu) out = hn::Max(out, zero);
+    return out;
+  };
+  size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(apply(hn::LoadU(d, x + i), z + i, N), d, y + i);
+  if (i < n) StoreTail(apply(LoadTail(d, x + i, n - i), z + i, n - i), d, y + i, n - i);
+}
+
+// Elementwise backward of one run: dx = k_dy * dy + k_xc * (x - mean) + k_0.
+template <class T>
+HWY_INLINE void BackwardRun(const T* HWY_RESTRICT x, const T* dy, T* dx, size_t n, T mean, T k_dy,
+                            T k_xc, T k_0) {
+  const hn::ScalableTag<T> d;
+  const size_t N = hn::Lanes(d);
+  const auto vm = hn::Set(d, mean);
+  const auto vdy = hn::Set(d, k_dy);
+  const auto vxc = hn::Set(d, k_xc);
+  const auto v0 = hn::Set(d, k_0);
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto out = hn::MulAdd(vdy, hn::LoadU(d, dy + i),
+                                hn::MulAdd(vxc, hn::Sub(hn::LoadU(d, x + i), vm), v0));
+    hn::StoreU(out, d, dx + i);
+  }
+  if (i < n) {
+    const size_t m = n - i;
+    const auto out = hn::MulAdd(vdy, LoadTail(d, dy + i, m),
+                                hn::MulAdd(vxc, hn::Sub(LoadTail(d, x + i, m), vm), v0));
+    StoreTail(out, d, dx + i, m);
+  }
+}
+
+}  // namespace bnorm::kernels::simd::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // BNORM_KERNELS_SIMD_INL_H_

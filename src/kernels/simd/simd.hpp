@@ -1,0 +1,92 @@
+// SIMD kernels (Google Highway, runtime dispatch, OpenMP), one family per file:
+//   channels_first.cpp  inner > 1 (NCHW, NCDHW): vectorized along inner, threads over channels
+//   channels_last.cpp   inner == 1 ((N,C), NHWC): vectorized along C, threads over row groups
+// This header never includes Highway: the per-target code stays inside the two .cpp files and
+// simd-inl.h, and everything here is plain C++ that dispatches at run time.
+//
+// Extra memory per call (none of it allocated in a steady state: scratch.hpp slots grow once):
+//   partial results, in the calling thread's scratch: at most kMaxGroups (64) per channel,
+//     moments 24 B each, backward sums 2 x 8 B each: <= 1.5 KiB x C;
+//   per worker thread, on the stack: one leaf's accumulators (<= 8.5 KiB, wide channels-last
+//     tiles) or a fused channel's group partials (1.5 KiB).
+// It grows with C, not with N*H*W and not with the thread count.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/kernel.hpp"
+
+namespace bnorm::kernels::simd {
+
+// What the elementwise forward pass does after y = BN(x): nothing, relu(y), or relu(y + z).
+template <class T>
+struct Epilogue {
+  bool relu = false;
+  const T* z = nullptr;  // residual added before the relu (BN + Add + ReLU); nullptr = none
+};
+
+bool channels_first_applies(const Geometry& g);
+template <class T>
+void channels_first_moments(const T* x, const Geometry& g, Moments* moments);
+template <class T>
+void channels_first_normalize(const T* x, T* y, const Geometry& g,
+                              const NormalizeCoefficients<T>& k);
+template <class T>
+void channels_first_normalize_epilogue(const T* x, T* y, const Geometry& g,
+                                       const NormalizeCoefficients<T>& k, const Epilogue<T>& e);
+template <class T>
+void channels_first_backward_sums(const T* x, const T* dy, const Geometry& g, const T* mean,
+                                  double* sum_dy, double* sum_dy_xc);
+template <class T>
+void channels_first_backward_input(const T* x, const T* dy, T* dx, const Geometry& g,
+                                   const BackwardCoefficients<T>& k);
+template <class T>
+bool channels_first_forward_training(const T* x, T* y, const Geometry& g, const T* gamma,
+                                     const T* beta, double epsilon, double* mean, double* variance);
+template <class T>
+bool channels_first_backward(const T* x, const T* dy, T* dx, const Geometry& g, const T* gamma,
+                             const T* mean, const T* variance, double epsilon, double* sum_dy,
+                             double* sum_dy_xhat);
+
+bool channels_last_applies(const Geometry& g);
+template <class T>
+void channels_last_moments(const T* x, const Geometry& g, Moments* moments);
+template <class T>
+void channels_last_normalize(const T* x, T* y, const Geometry& g,
+                             const NormalizeCoefficients<T>& k);
+template <class T>
+void channels_last_normalize_epilogue(const T* x, T* y, const Geometry& g,
+                                      const NormalizeCoefficients<T>& k, const Epilogue<T>& e);
+template <class T>
+void channels_last_backward_sums(const T* x, const T* dy, const Geometry& g, const T* mean,
+                                 double* sum_dy, double* sum_dy_xc);
+template <class T>
+void channels_last_backward_input(const T* x, const T* dy, T* dx, const Geometry& g,
+                                  const BackwardCoefficients<T>& k);
+
+// Elementwise normalize with an epilogue for any geometry, choosing the family (fused.cpp).
+template <class T>
+void normalize_epilogue(const T* x, T* y, const Geometry& g, const NormalizeCoefficients<T>& k,
+                        const Epilogue<T>& e) {
+  if (g.inner == 1) {
+    channels_last_normalize_epilogue(x, y, g, k, e);
+  } else {
+    channels_first_normalize_epilogue(x, y, g, k, e);
+  }
+}
+
+// ---- for tests: the Highway targets compiled into this binary ----
+struct Target {
+  std::int64_t bits;  // Highway's target bit (HWY_AVX2, HWY_AVX3, ...)
+  std::string name;
+};
+// The compiled targets that this CPU supports, best first.
+std::vector<Target> supported_targets();
+// Restricts dispatch to `bits` (one of supported_targets()); 0 restores the CPU's best.
+void force_target(std::int64_t bits);
+// The target that dispatch currently uses.
+std::string current_target();
+
+}  // namespace bnorm::kernels::simd
