@@ -354,15 +354,16 @@ void BackwardRowsT(const T* x, const T* dy, T* dx, const Geometry& g, std::int64
     size_t c = 0;
     for (; c + N <= C; c += N) {
       const auto xc = hn::Sub(hn::LoadU(d, x + at + c), hn::LoadU(d, mean + c));
-      const auto v = hn::MulAdd(hn::LoadU(d, k_dy + c), hn::LoadU(d, dy + at + c),
-                                hn::MulAdd(hn::LoadU(d, k_xc + c), xc, hn::LoadU(d, k_0 + c)));
+      // k_dy * dy rounded, then added (see BackwardRun): constant dy in a constant channel -> 0.
+      const auto v = hn::Add(hn::Mul(hn::LoadU(d, k_dy + c), hn::LoadU(d, dy + at + c)),
+                             hn::MulAdd(hn::LoadU(d, k_xc + c), xc, hn::LoadU(d, k_0 + c)));
       hn::StoreU(v, d, dx + at + c);
     }
     if (c < C) {
       const size_t m = C - c;
       const auto xc = hn::Sub(LoadTail(d, x + at + c, m), LoadTail(d, mean + c, m));
-      const auto v = hn::MulAdd(LoadTail(d, k_dy + c, m), LoadTail(d, dy + at + c, m),
-                                hn::MulAdd(LoadTail(d, k_xc + c, m), xc, LoadTail(d, k_0 + c, m)));
+      const auto v = hn::Add(hn::Mul(LoadTail(d, k_dy + c, m), LoadTail(d, dy + at + c, m)),
+                             hn::MulAdd(LoadTail(d, k_xc + c, m), xc, LoadTail(d, k_0 + c, m)));
       StoreTail(v, d, dx + at + c, m);
     }
   }

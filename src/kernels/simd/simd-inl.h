@@ -196,7 +196,9 @@ HWY_INLINE void NormalizeRun(const T* HWY_RESTRICT x, T* y, const T* HWY_RESTRIC
   if (i < n) StoreTail(apply(LoadTail(d, x + i, n - i), z + i, n - i), d, y + i, n - i);
 }
 
-// Elementwise backward of one run: dx = k_dy * dy + k_xc * (x - mean) + k_0.
+// Elementwise backward of one run: dx = k_dy * dy + k_xc * (x - mean) + k_0. The product k_dy * dy
+// is rounded before the addition (not fused): k_0 is -round(k_dy * mean(dy)), so a constant dy in
+// a constant channel gives dx == 0 exactly, as the reference does.
 template <class T>
 HWY_INLINE void BackwardRun(const T* HWY_RESTRICT x, const T* dy, T* dx, size_t n, T mean, T k_dy,
                             T k_xc, T k_0) {
@@ -208,14 +210,14 @@ HWY_INLINE void BackwardRun(const T* HWY_RESTRICT x, const T* dy, T* dx, size_t 
   const auto v0 = hn::Set(d, k_0);
   size_t i = 0;
   for (; i + N <= n; i += N) {
-    const auto out = hn::MulAdd(vdy, hn::LoadU(d, dy + i),
-                                hn::MulAdd(vxc, hn::Sub(hn::LoadU(d, x + i), vm), v0));
+    const auto out = hn::Add(hn::Mul(vdy, hn::LoadU(d, dy + i)),
+                             hn::MulAdd(vxc, hn::Sub(hn::LoadU(d, x + i), vm), v0));
     hn::StoreU(out, d, dx + i);
   }
   if (i < n) {
     const size_t m = n - i;
-    const auto out = hn::MulAdd(vdy, LoadTail(d, dy + i, m),
-                                hn::MulAdd(vxc, hn::Sub(LoadTail(d, x + i, m), vm), v0));
+    const auto out = hn::Add(hn::Mul(vdy, LoadTail(d, dy + i, m)),
+                             hn::MulAdd(vxc, hn::Sub(LoadTail(d, x + i, m), vm), v0));
     StoreTail(out, d, dx + i, m);
   }
 }
