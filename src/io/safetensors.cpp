@@ -205,8 +205,9 @@ File parse(std::span<const std::byte> bytes, std::string_view source) {
       }
       continue;
     }
-    const auto where = [&](std::string_view what) {
-      malformed(source, fmt::format("tensor '{}': {}", name, what));
+    // (An init-capture: clang 14 cannot capture a structured binding, which C++20 allows.)
+    const auto where = [&, &tensor = name](std::string_view what) {
+      malformed(source, fmt::format("tensor '{}': {}", tensor, what));
     };
     if (!entry.is_object()) where("entry is not an object");
     if (!entry.contains("dtype") || !entry["dtype"].is_string()) where("missing string 'dtype'");
