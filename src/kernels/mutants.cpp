@@ -16,7 +16,8 @@ struct Named {
 constexpr Named kMutants[] = {{"one_pass", Mutant::kOnePass},
                               {"dropped_tail", Mutant::kDroppedTail},
                               {"unweighted_merge", Mutant::kUnweightedMerge},
-                              {"thread_order", Mutant::kThreadOrder}};
+                              {"thread_order", Mutant::kThreadOrder},
+                              {"data_race", Mutant::kDataRace}};
 
 Mutant from_environment() {
   const char* env = std::getenv("BNORM_MUTANT");
@@ -30,7 +31,7 @@ Mutant from_environment() {
   }
   std::fprintf(stderr,
                "bnorm: BNORM_MUTANT = '%s'; expected one of one_pass, dropped_tail, "
-               "unweighted_merge, thread_order\n",
+               "unweighted_merge, thread_order, data_race\n",
                env);
   std::abort();
 }

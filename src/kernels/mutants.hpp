@@ -7,6 +7,9 @@
 //   dropped_tail      a channel's partial last leaf loses its last value
 //   unweighted_merge  chunks merged with the plain average of their means, ignoring counts
 //   thread_order      as many groups as threads: the merge tree depends on OMP_NUM_THREADS
+//   data_race         the tasks of the moments loops bump one shared counter without
+//                     synchronization: a real data race with no effect on results, which the
+//                     ThreadSanitizer pass must report (its canary)
 //
 // Every hook is one `if (mutant(Mutant::k...))` marked "TRIPWIRE"; in ordinary builds mutant()
 // is constexpr false and the compiler removes the branch.
@@ -14,7 +17,11 @@
 
 namespace bnorm::kernels {
 
-enum class Mutant { kNone, kOnePass, kDroppedTail, kUnweightedMerge, kThreadOrder };
+enum class Mutant { kNone, kOnePass, kDroppedTail, kUnweightedMerge, kThreadOrder, kDataRace };
+
+// What the data_race mutant's tasks write to without synchronization (external linkage, so the
+// compiler must keep the stores).
+inline long mutant_race_counter = 0;
 
 #ifdef BNORM_MUTANTS
 // The mutant named by BNORM_MUTANT (read once; kNone when unset). An unknown name aborts with

@@ -83,6 +83,7 @@ void channels_first_moments(const T* x, const Geometry& g, Moments* moments) {
     const std::int64_t first = group * plan.leaves_per_group;
     const std::int64_t last = std::min(plan.leaves, first + plan.leaves_per_group);
     Moments acc;
+    if (mutant(Mutant::kDataRace)) ++mutant_race_counter;  // TRIPWIRE (mutants.hpp): a race
     for (std::int64_t l = first; l < last; ++l) {
       const std::int64_t begin = l * plan.leaf;
       acc = merge_chunks(acc, leaf(x, g, c, begin, leaf_end(begin, plan.leaf, count)));

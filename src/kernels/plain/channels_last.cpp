@@ -55,6 +55,7 @@ void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
     const std::int64_t c0 = block * plan.width;
     const std::int64_t width = std::min(plan.width, C - c0);
     std::array<double, kChannelBlock> sum;
+    if (mutant(Mutant::kDataRace)) ++mutant_race_counter;  // TRIPWIRE (mutants.hpp): a race
     std::array<double, kChannelBlock> residual_sum;
     std::array<double, kChannelBlock> square_sum;
     std::array<double, kChannelBlock> mean;
