@@ -61,8 +61,8 @@ TEST(Backward, MatchesFiniteDifferencesOnRandomGeometries) {
       const double epsilon = trial % 4 == 0 ? 1e-3 : 1e-5;
       auto x = test::gaussian<double>(g, 100 + trial, 0.3, 0.7);
       const auto dy = test::uniform<double>(g.size(), 200 + trial);
-      auto gamma = affine ? test::uniform<double>(g.channels, 300 + trial, 0.5, 2.0)
-                          : std::vector<double>{};
+      auto gamma =
+          affine ? test::uniform<double>(g.channels, 300 + trial, 0.5, 2.0) : std::vector<double>{};
       auto beta = affine ? test::uniform<double>(g.channels, 400 + trial) : std::vector<double>{};
 
       std::vector<double> y(x.size()), mean(g.channels), variance(g.channels);
@@ -73,7 +73,8 @@ TEST(Backward, MatchesFiniteDifferencesOnRandomGeometries) {
       const auto f = [&] { return loss(x, dy, g, gamma, beta, epsilon); };
       const std::string what = kernel + " trial " + std::to_string(trial);
       for (std::size_t i = 0; i < x.size(); ++i) {
-        expect_gradient(dx[i], central_difference(x, i, f), what + " dx[" + std::to_string(i) + "]");
+        expect_gradient(dx[i], central_difference(x, i, f),
+                        what + " dx[" + std::to_string(i) + "]");
       }
       for (std::int64_t c = 0; c < g.channels; ++c) {
         if (affine) {

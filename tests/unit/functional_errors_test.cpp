@@ -51,13 +51,11 @@ TEST(FunctionalErrors, WrongTensorSize) {
               }),
               AllOf(HasSubstr("forward_inference"), HasSubstr("y has 25 values")));
   EXPECT_THAT(message_of([&] {
-                backward(b.x, short_x, b.g, b.gamma, b.mean, b.var, 1e-5f, b.dx, b.dgamma,
-                         b.dbeta);
+                backward(b.x, short_x, b.g, b.gamma, b.mean, b.var, 1e-5f, b.dx, b.dgamma, b.dbeta);
               }),
               AllOf(HasSubstr("backward"), HasSubstr("dy has 23 values")));
   EXPECT_THAT(message_of([&] {
-                backward(b.x, b.dy, b.g, b.gamma, b.mean, b.var, 1e-5f, short_x, b.dgamma,
-                         b.dbeta);
+                backward(b.x, b.dy, b.g, b.gamma, b.mean, b.var, 1e-5f, short_x, b.dgamma, b.dbeta);
               }),
               HasSubstr("dx has 23 values"));
 }
@@ -77,14 +75,12 @@ TEST(FunctionalErrors, WrongChannelSpanSize) {
   EXPECT_THAT(
       message_of([&] { forward_training(b.x, b.y, b.g, b.gamma, b.beta, 1e-5f, b.mean, two); }),
       HasSubstr("batch_variance has 2 values"));
-  EXPECT_THAT(message_of([&] {
-                forward_inference(b.x, b.y, b.g, b.gamma, b.beta, two, b.var, 1e-5f);
-              }),
-              HasSubstr("mean has 2 values"));
-  EXPECT_THAT(message_of([&] {
-                forward_inference(b.x, b.y, b.g, b.gamma, b.beta, b.mean, two, 1e-5f);
-              }),
-              HasSubstr("variance has 2 values"));
+  EXPECT_THAT(
+      message_of([&] { forward_inference(b.x, b.y, b.g, b.gamma, b.beta, two, b.var, 1e-5f); }),
+      HasSubstr("mean has 2 values"));
+  EXPECT_THAT(
+      message_of([&] { forward_inference(b.x, b.y, b.g, b.gamma, b.beta, b.mean, two, 1e-5f); }),
+      HasSubstr("variance has 2 values"));
   EXPECT_THAT(message_of([&] {
                 backward(b.x, b.dy, b.g, b.gamma, b.mean, b.var, 1e-5f, b.dx, two, b.dbeta);
               }),
@@ -105,10 +101,9 @@ TEST(FunctionalErrors, ZeroChannels) {
 
 TEST(FunctionalErrors, NegativeOrNanEpsilon) {
   Buffers b;
-  EXPECT_THAT(message_of([&] {
-                forward_training(b.x, b.y, b.g, b.gamma, b.beta, -1e-5f, b.mean, b.var);
-              }),
-              AllOf(HasSubstr("epsilon = -1e-05"), HasSubstr("expected a finite number >= 0")));
+  EXPECT_THAT(
+      message_of([&] { forward_training(b.x, b.y, b.g, b.gamma, b.beta, -1e-5f, b.mean, b.var); }),
+      AllOf(HasSubstr("epsilon = -1e-05"), HasSubstr("expected a finite number >= 0")));
   EXPECT_THAT(message_of([&] {
                 forward_inference(b.x, b.y, b.g, b.gamma, b.beta, b.mean, b.var,
                                   std::numeric_limits<float>::quiet_NaN());
@@ -124,10 +119,9 @@ TEST(FunctionalErrors, NegativeOrNanEpsilon) {
 TEST(FunctionalErrors, OneValuePerChannelInTraining) {
   const Geometry g{1, 3, 1};
   std::vector<float> x(3, 2.0f), y(3), mean(3), var(3);
-  EXPECT_THAT(
-      message_of([&] { forward_training(x, y, g, {}, {}, 1e-5f, mean, var); }),
-      AllOf(HasSubstr("Expected more than 1 value per channel when training, got 1"),
-            HasSubstr("outer*inner >= 2")));
+  EXPECT_THAT(message_of([&] { forward_training(x, y, g, {}, {}, 1e-5f, mean, var); }),
+              AllOf(HasSubstr("Expected more than 1 value per channel when training, got 1"),
+                    HasSubstr("outer*inner >= 2")));
   std::vector<float> dx(3);
   EXPECT_THAT(message_of([&] { backward(x, x, g, {}, mean, var, 1e-5f, dx, {}, {}); }),
               HasSubstr("Expected more than 1 value per channel"));
@@ -156,8 +150,8 @@ TEST(FunctionalErrors, PhasesCheckTheirArguments) {
               AllOf(HasSubstr("merge_ranks"), HasSubstr("per_rank has 5 entries")));
   std::vector<double> sums(3, 0.0);
   EXPECT_THAT(message_of([&] {
-                backward_input(std::span<const float>(b.x), b.dy, b.g, b.gamma, b.mean, b.var,
-                               1e-5, sums, sums, 0.0, b.dx);
+                backward_input(std::span<const float>(b.x), b.dy, b.g, b.gamma, b.mean, b.var, 1e-5,
+                               sums, sums, 0.0, b.dx);
               }),
               AllOf(HasSubstr("backward_input"), HasSubstr("count = 0")));
 }

@@ -54,7 +54,7 @@ Result<T> run(const Problem& p, const std::string& kernel, int threads, bool in_
   } else {
     r.y.assign(g.size(), T(42));
     forward_training(std::span<const T>(x), std::span<T>(r.y), g, gamma, beta, T(1e-3), r.mean,
-                       r.var);
+                     r.var);
     r.dx.assign(g.size(), T(42));
     backward(std::span<const T>(x), std::span<const T>(dy), g, gamma, r.mean, r.var, T(1e-3),
              std::span<T>(r.dx), r.dgamma, r.dbeta);
@@ -75,7 +75,9 @@ std::vector<std::string> fast_kernels() {
   return names;
 }
 
-bool applies(const std::string& kernel, const Geometry& g) { return test::kernel_applies(kernel, g); }
+bool applies(const std::string& kernel, const Geometry& g) {
+  return test::kernel_applies(kernel, g);
+}
 
 // Both sides accumulate in double, in different orders. Rounded to float the results agree to
 // an ulp or two; kept in double they differ by the accumulation error, which scales with the sum
@@ -119,7 +121,8 @@ void expect_matches_reference(const Problem& p, const std::string& kernel) {
       sum_abs_dy_xhat += std::abs(d * xhat);
     }
     const double a = std::abs(gamma[c] * invstd);
-    dx_scale[c] = a * (max_dy + std::abs(ref.dbeta[c]) / M + max_xhat * std::abs(ref.dgamma[c]) / M);
+    dx_scale[c] =
+        a * (max_dy + std::abs(ref.dbeta[c]) / M + max_xhat * std::abs(ref.dgamma[c]) / M);
     y_scale[c] = a * max_x;  // (x - mean) * a: x's own rounding scales with |x|, not |x - mean|
     // In double the statistics differ by the accumulation order: 2^-40 relative to the scale.
     const double stat_rel = sizeof(T) == sizeof(double) ? 0x1p-40 : 0.0;
@@ -250,10 +253,13 @@ TEST(Kernels, ForcingAKernelByName) {
                   ::testing::HasSubstr("'fastest'"), ::testing::HasSubstr("'reference'"))));
   {
     const ScopedKernel scoped("plain:channels_last");
-    EXPECT_THAT([] { (void)kernel_for(Geometry{4, 3, 5}, false); },
-                ::testing::ThrowsMessage<Error>(
-                    ::testing::HasSubstr("kernel 'plain:channels_last' (forced by BNORM_KERNEL or "
-                                         "set_kernel) does not apply")));
+    EXPECT_THAT(
+        [] {
+          (void)kernel_for(Geometry{4, 3, 5}, false);
+        },
+        ::testing::ThrowsMessage<Error>(
+            ::testing::HasSubstr("kernel 'plain:channels_last' (forced by BNORM_KERNEL or "
+                                 "set_kernel) does not apply")));
   }
 }
 

@@ -47,8 +47,8 @@ std::vector<T> symmetric_pairs(const Geometry& g) {
 
 TEST(ExactStatistics, BitwiseEqualToAnalyticValuesForBothLayoutsAndAnyThreadCount) {
   const std::vector<test::Problem> problems = {
-      {{4, 3, 8, 8}, 1},  {{3, 5, 6, 6}, 1},  {{3, 6, 6, 5}, -1}, {{12000, 3}, 1},
-      {{2, 3, 4100}, 1},  {{2, 4100, 3}, -1}, {{6, 257}, 1},      {{2, 33, 2, 2}, 1}};
+      {{4, 3, 8, 8}, 1}, {{3, 5, 6, 6}, 1},  {{3, 6, 6, 5}, -1}, {{12000, 3}, 1},
+      {{2, 3, 4100}, 1}, {{2, 4100, 3}, -1}, {{6, 257}, 1},      {{2, 33, 2, 2}, 1}};
   for (const auto& kernel : kernel_names()) {
     const ScopedKernel scoped(kernel);
     for (const auto& p : problems) {
@@ -162,8 +162,7 @@ Accuracy measure(const Implementation<T>& implementation, const Geometry& g, dou
       magnitude = std::max(magnitude, std::fabs(y_ref));
     }
     worst.y_error_in_ulps = std::max(
-        worst.y_error_in_ulps,
-        static_cast<double>(error / test::ulp(static_cast<T>(magnitude))));
+        worst.y_error_in_ulps, static_cast<double>(error / test::ulp(static_cast<T>(magnitude))));
   }
   return worst;
 }
@@ -214,9 +213,9 @@ TEST(Accuracy, NaiveOnePassVarianceMutantIsCaught) {
   const auto float64 = measure<double>(naive_one_pass<double>, g, 1e8);
   EXPECT_GT(float64.variance_relative_error, 1e-12) << "fp64 check would not catch the mutant";
   const auto y = measure<float>(naive_one_pass<float>, g, 1e5);
-  std::printf("mutant: fp32 m=1e6 variance rel. error %.2e; fp64 m=1e8 %.2e; fp32 m=1e5 y %.1f ulp\n",
-              float32.variance_relative_error, float64.variance_relative_error,
-              y.y_error_in_ulps);
+  std::printf(
+      "mutant: fp32 m=1e6 variance rel. error %.2e; fp64 m=1e8 %.2e; fp32 m=1e5 y %.1f ulp\n",
+      float32.variance_relative_error, float64.variance_relative_error, y.y_error_in_ulps);
   EXPECT_GT(y.y_error_in_ulps, 4.0) << "y check would not catch the mutant";
 }
 

@@ -12,5 +12,5 @@ int main() {
   bnorm::forward_training(x, y, g, {}, {}, 0.0f, mean, variance);
   std::printf("mean %g %g variance %g %g\n", mean[0], mean[1], variance[0], variance[1]);
   return mean[0] == 2.5f && mean[1] == 25.0f && variance[0] == 1.25f && variance[1] == 125.0f ? 0
-                                                                                                : 1;
+                                                                                              : 1;
 }

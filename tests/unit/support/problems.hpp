@@ -21,8 +21,8 @@ struct Problem {
   int axis = 1;
   [[nodiscard]] Geometry geometry() const { return geometry_of(shape, axis); }
   [[nodiscard]] std::string name() const {
-    return fmt::format("{}_axis{}", fmt::join(shape, "x"), axis < 0 ? "m" + std::to_string(-axis)
-                                                                      : std::to_string(axis));
+    return fmt::format("{}_axis{}", fmt::join(shape, "x"),
+                       axis < 0 ? "m" + std::to_string(-axis) : std::to_string(axis));
   }
 };
 

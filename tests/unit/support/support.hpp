@@ -5,11 +5,11 @@
 #include <omp.h>
 
 #include <cmath>
-#include <cstring>
-#include <string>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "bnorm/error.hpp"
@@ -55,8 +55,8 @@ std::vector<T> gaussian(const Geometry& g, std::uint64_t seed, double offset = 0
   std::vector<T> x(g.size());
   for (std::int64_t c = 0; c < g.channels; ++c) {
     for (std::int64_t j = 0; j < g.count_per_channel(); ++j) {
-      x[at(g, c, j)] =
-          static_cast<T>(offset + spread * static_cast<double>(c) + (1.0 + static_cast<double>(c % 3)) * normal(rng));
+      x[at(g, c, j)] = static_cast<T>(offset + spread * static_cast<double>(c) +
+                                      (1.0 + static_cast<double>(c % 3)) * normal(rng));
     }
   }
   return x;
@@ -80,8 +80,8 @@ T ulp(T v) {
 
 // max over channel c of |a - b|, and of |b|.
 template <class T>
-std::pair<double, double> channel_max_error(const Geometry& g, std::int64_t c, const std::vector<T>& a,
-                                            const std::vector<T>& b) {
+std::pair<double, double> channel_max_error(const Geometry& g, std::int64_t c,
+                                            const std::vector<T>& a, const std::vector<T>& b) {
   double error = 0;
   double magnitude = 0;
   for (std::int64_t j = 0; j < g.count_per_channel(); ++j) {
@@ -103,8 +103,8 @@ void expect_close_per_channel(const Geometry& g, const std::vector<T>& a, const 
     auto [error, magnitude] = channel_max_error(g, c, a, b);
     if (!scale.empty()) magnitude = std::max(magnitude, scale[c]);
     const double bound = ulps * static_cast<double>(ulp(static_cast<T>(magnitude)));
-    EXPECT_LE(error, bound) << what << ": channel " << c << " max |error| " << error
-                            << " > " << ulps << " ulp of max |ref| " << magnitude;
+    EXPECT_LE(error, bound) << what << ": channel " << c << " max |error| " << error << " > "
+                            << ulps << " ulp of max |ref| " << magnitude;
   }
 }
 
