@@ -41,8 +41,14 @@ inline void read_as_idx(const std::uint8_t* data, std::size_t size) {
   try {
     const nn::IdxImages images = nn::read_idx_images(scratch_path(), 0, 0);  // any rows, cols
     require(images.count >= 0 && images.rows >= 0 && images.cols >= 0);
-    require(images.pixels.size() ==
-            static_cast<std::uint64_t>(images.count * images.rows * images.cols));
+    // count * rows * cols without overflow: with a zero dimension the others may be anything.
+    std::uint64_t pixels = 0;
+    if (images.count != 0 && images.rows != 0 && images.cols != 0) {
+      require(!__builtin_mul_overflow(static_cast<std::uint64_t>(images.count),
+                                      static_cast<std::uint64_t>(images.rows), &pixels) &&
+              !__builtin_mul_overflow(pixels, static_cast<std::uint64_t>(images.cols), &pixels));
+    }
+    require(images.pixels.size() == pixels);
   } catch (const Error&) {
   }
   try {
