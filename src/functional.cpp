@@ -13,12 +13,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <span>
 #include <vector>
 
 #include "bnorm/error.hpp"
 #include "bnorm/functional.hpp"
 #include "bnorm/phases.hpp"
+#include "kernels/reference/reference.hpp"
 #include "kernels/registry.hpp"
 #include "scratch.hpp"
 #include "validate.hpp"
@@ -63,6 +65,24 @@ double invstd_of(double variance, double epsilon) {
   return v == 0 ? 0.0 : 1.0 / std::sqrt(v);
 }
 
+// The fast kernels evaluate the elementwise passes in working precision T. That form can lose a
+// result the double form (the reference kernel) gets right, in two cases found by
+// tests/unit/stress_test.cpp, for which the call runs the reference kernel instead:
+//   - a coefficient that overflows T or falls below its normal range (epsilon = 0 with subnormal
+//     data gives 1/sqrt(var) > FLT_MAX; a spread near FLT_MAX gives 1/sqrt(var) < FLT_MIN);
+//   - a mean so large that x - mean can overflow T although |x| <= max T: only when |mean| is at
+//     least half an ulp of max T (2^103 for float).
+// Both need data within a factor ~1e7 of T's range limits, so ordinary calls never take this path.
+template <class T>
+bool fits_working_precision(double mean, double coefficient) {
+  using limits = std::numeric_limits<T>;
+  // Half an ulp of max T: |x - mean| < max T + that rounds to a finite T.
+  const double max_mean = std::ldexp(1.0, limits::max_exponent - limits::digits - 1);
+  const bool coefficient_ok =
+      coefficient == 0 || !std::isfinite(coefficient) || std::isnormal(static_cast<T>(coefficient));
+  return coefficient_ok && std::fabs(mean) < max_mean;
+}
+
 template <class T>
 void channel_moments_impl(std::span<const T> x, const Geometry& g, std::span<Moments> moments) {
   constexpr std::string_view fn = "channel_moments";
@@ -87,6 +107,7 @@ void normalize_unchecked(std::span<const T> x, std::span<T> y, const Geometry& g
   T* mean_lo = w.data() + C;
   T* a = w.data() + 2 * C;
   T* b = w.data() + 3 * C;
+  bool working_precision = true;
   for (std::size_t c = 0; c < C; ++c) {
     scale[c] = gamma_of(gamma, c) * invstd_of(variance[c], epsilon);
     shift[c] = beta.empty() ? 0.0 : static_cast<double>(beta[c]);
@@ -94,9 +115,14 @@ void normalize_unchecked(std::span<const T> x, std::span<T> y, const Geometry& g
     mean_lo[c] = static_cast<T>(mean[c] - static_cast<double>(mean_hi[c]));
     a[c] = static_cast<T>(scale[c]);
     b[c] = static_cast<T>(shift[c]);
+    working_precision = working_precision && fits_working_precision<T>(mean[c], scale[c]);
   }
   const kernels::NormalizeCoefficients<T> k{mean.data(), scale, shift, mean_hi, mean_lo, a, b};
-  kernels::select<T>(g).normalize(x.data(), y.data(), g, k);
+  if (working_precision) {
+    kernels::select<T>(g).normalize(x.data(), y.data(), g, k);
+  } else {
+    kernels::reference::normalize<T>(x.data(), y.data(), g, k);
+  }
 }
 
 template <class T>
@@ -268,10 +294,12 @@ void backward_input_unchecked(std::span<const T> x, std::span<const T> dy, const
   T* k_dy_w = w.data();
   T* k_xc_w = w.data() + C;
   T* k_0_w = w.data() + 2 * C;
+  bool working_precision = true;
   for (std::size_t c = 0; c < C; ++c) {
     const double invstd = invstd_of(static_cast<double>(variance[c]), epsilon);
     const double a = gamma_of(gamma, c) * invstd;
     mean_d[c] = static_cast<double>(mean[c]);
+    working_precision = working_precision && fits_working_precision<T>(mean_d[c], a);
     k_dy[c] = a;
     k_xc[c] = -a * invstd * (sum_dy_xhat[c] / count);
     k_0[c] = -a * (sum_dy[c] / count);
@@ -282,7 +310,11 @@ void backward_input_unchecked(std::span<const T> x, std::span<const T> dy, const
   }
   const kernels::BackwardCoefficients<T> k{mean_d,      k_dy,   k_xc,   k_0,
                                            mean.data(), k_dy_w, k_xc_w, k_0_w};
-  kernels::select<T>(g).backward_input(x.data(), dy.data(), dx.data(), g, k);
+  if (working_precision) {
+    kernels::select<T>(g).backward_input(x.data(), dy.data(), dx.data(), g, k);
+  } else {
+    kernels::reference::backward_input<T>(x.data(), dy.data(), dx.data(), g, k);
+  }
 }
 
 template <class T>

@@ -37,8 +37,20 @@ const DtypeInfo& info(Dtype dtype) {
   throw Error("safetensors: unknown dtype enumerator");
 }
 
-// numel * element size, or nullopt on overflow / negative dims.
+// Whether every running product of the dims, taken in order, fits in int64 (so Tensor::numel
+// cannot overflow, even for a shape such as [2^32, 2^31 + 1, 0] whose product is 0).
+bool numel_fits(std::span<const std::int64_t> shape) {
+  std::int64_t n = 1;
+  for (const std::int64_t d : shape) {
+    if (d < 0 || (d != 0 && n > std::numeric_limits<std::int64_t>::max() / d)) return false;
+    n *= d;
+  }
+  return true;
+}
+
+// numel * element size; false on overflow or a negative dim.
 bool byte_count(std::span<const std::int64_t> shape, std::size_t element, std::uint64_t& out) {
+  if (!numel_fits(shape)) return false;
   std::uint64_t n = element;
   for (const std::int64_t d : shape) {
     if (d < 0) return false;
@@ -218,8 +230,9 @@ File parse(std::span<const std::byte> bytes, std::string_view source) {
       }
       continue;
     }
-    const auto where = [&](std::string_view what) {
-      malformed(source, fmt::format("tensor '{}': {}", name, what));
+    // (An init-capture: clang 14 cannot capture a structured binding, which C++20 allows.)
+    const auto where = [&, &tensor = name](std::string_view what) {
+      malformed(source, fmt::format("tensor '{}': {}", tensor, what));
     };
     if (!entry.is_object()) where("entry is not an object");
     if (!entry.contains("dtype") || !entry["dtype"].is_string()) where("missing string 'dtype'");
@@ -240,6 +253,10 @@ File parse(std::span<const std::byte> bytes, std::string_view source) {
                           entry["shape"].dump()));
       }
       t.shape.push_back(d.get<std::int64_t>());
+    }
+    if (!numel_fits(t.shape)) {
+      where(fmt::format("shape [{}] has more elements than int64 can count",
+                        fmt::join(t.shape, ", ")));
     }
     for (const auto& o : entry["data_offsets"]) {
       if (!o.is_number_unsigned()) where("data_offsets must be integers >= 0");

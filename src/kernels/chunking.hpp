@@ -10,10 +10,13 @@
 //            per channel is capped, so scratch memory grows with C but not with N*H*W.
 #pragma once
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdint>
 
 #include "bnorm/phases.hpp"
+#include "kernels/mutants.hpp"
 
 namespace bnorm::kernels {
 
@@ -40,9 +43,31 @@ inline ChunkPlan plan_chunks(std::int64_t count, std::int64_t leaf) {
   ChunkPlan p;
   p.leaf = leaf;
   p.leaves = (count + leaf - 1) / leaf;
-  p.leaves_per_group = std::max<std::int64_t>(1, (p.leaves + kMaxGroups - 1) / kMaxGroups);
+  std::int64_t max_groups = kMaxGroups;
+  // TRIPWIRE (mutants.hpp): groups from the thread count make the merge tree depend on it.
+  if (mutant(Mutant::kThreadOrder)) max_groups = omp_get_max_threads();
+  p.leaves_per_group = std::max<std::int64_t>(1, (p.leaves + max_groups - 1) / max_groups);
   p.groups = (p.leaves + p.leaves_per_group - 1) / p.leaves_per_group;
   return p;
+}
+
+// The end of the leaf that starts at `begin`: every leaf is full but a channel's last.
+inline std::int64_t leaf_end(std::int64_t begin, std::int64_t leaf, std::int64_t count) {
+  const std::int64_t end = std::min(count, begin + leaf);
+  // TRIPWIRE (mutants.hpp): a partial last leaf drops its last value, as a lost vector tail would.
+  if (mutant(Mutant::kDroppedTail) && end - begin < leaf && end - begin > 1) return end - 1;
+  return end;
+}
+
+// Chan's merge of two chunks' moments (phases.hpp), the one every kernel uses between chunks.
+inline Moments merge_chunks(const Moments& a, const Moments& b) {
+  // TRIPWIRE (mutants.hpp): the plain average of the means, as if the chunks had equal counts.
+  if (mutant(Mutant::kUnweightedMerge) && a.count > 0 && b.count > 0) {
+    const double n = a.count + b.count;
+    const double delta = b.mean - a.mean;
+    return Moments{n, (a.mean + b.mean) / 2, a.m2 + b.m2 + delta * delta * (a.count * b.count / n)};
+  }
+  return merge(a, b);
 }
 
 // Rows per channels-last leaf for a block of `width` channels: even, so that values paired
@@ -58,7 +83,7 @@ inline std::int64_t rows_per_tile(std::int64_t width) {
 inline void tree_merge(Moments* parts, std::int64_t n, std::int64_t stride) {
   for (std::int64_t step = 1; step < n; step *= 2) {
     for (std::int64_t i = 0; i + step < n; i += 2 * step) {
-      parts[i * stride] = merge(parts[i * stride], parts[(i + step) * stride]);
+      parts[i * stride] = merge_chunks(parts[i * stride], parts[(i + step) * stride]);
     }
   }
 }

@@ -30,11 +30,22 @@ void for_each_run(T* x, const Geometry& g, std::int64_t c, std::int64_t begin, s
 
 template <class T>
 Moments leaf(const T* x, const Geometry& g, std::int64_t c, std::int64_t begin, std::int64_t end) {
-  double sum = 0;
-  for_each_run(x, g, c, begin, end, [&](const T* p, std::int64_t n) {
-    for (std::int64_t k = 0; k < n; ++k) sum += static_cast<double>(p[k]);
-  });
   const double n = static_cast<double>(end - begin);
+  if (mutant(Mutant::kOnePass)) {  // TRIPWIRE (mutants.hpp): sum x^2 - (sum x)^2 / n
+    double s = 0;
+    double s2 = 0;
+    for_each_run(x, g, c, begin, end, [&](const T* p, std::int64_t len) {
+      for (std::int64_t k = 0; k < len; ++k) {
+        s += static_cast<double>(p[k]);
+        s2 += static_cast<double>(p[k]) * static_cast<double>(p[k]);
+      }
+    });
+    return Moments{n, s / n, std::max(0.0, s2 - s * s / n)};
+  }
+  double sum = 0;
+  for_each_run(x, g, c, begin, end, [&](const T* p, std::int64_t len) {
+    for (std::int64_t k = 0; k < len; ++k) sum += static_cast<double>(p[k]);
+  });
   const double mean = sum / n;
   double residual_sum = 0;
   double square_sum = 0;
@@ -72,9 +83,10 @@ void channels_first_moments(const T* x, const Geometry& g, Moments* moments) {
     const std::int64_t first = group * plan.leaves_per_group;
     const std::int64_t last = std::min(plan.leaves, first + plan.leaves_per_group);
     Moments acc;
+    if (mutant(Mutant::kDataRace)) ++mutant_race_counter;  // TRIPWIRE (mutants.hpp): a race
     for (std::int64_t l = first; l < last; ++l) {
       const std::int64_t begin = l * plan.leaf;
-      acc = merge(acc, leaf(x, g, c, begin, std::min(count, begin + plan.leaf)));
+      acc = merge_chunks(acc, leaf(x, g, c, begin, leaf_end(begin, plan.leaf, count)));
     }
     partials[t] = acc;
   }

@@ -55,6 +55,7 @@ void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
     const std::int64_t c0 = block * plan.width;
     const std::int64_t width = std::min(plan.width, C - c0);
     std::array<double, kChannelBlock> sum;
+    if (mutant(Mutant::kDataRace)) ++mutant_race_counter;  // TRIPWIRE (mutants.hpp): a race
     std::array<double, kChannelBlock> residual_sum;
     std::array<double, kChannelBlock> square_sum;
     std::array<double, kChannelBlock> mean;
@@ -64,7 +65,7 @@ void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
     const std::int64_t last = std::min(plan.rows.leaves, first + plan.rows.leaves_per_group);
     for (std::int64_t l = first; l < last; ++l) {
       const std::int64_t r0 = l * plan.rows.leaf;
-      const std::int64_t r1 = std::min(g.outer, r0 + plan.rows.leaf);
+      const std::int64_t r1 = leaf_end(r0, plan.rows.leaf, g.outer);
       const double n = static_cast<double>(r1 - r0);
       std::fill_n(sum.begin(), width, 0.0);
       for (std::int64_t r = r0; r < r1; ++r) {
@@ -72,6 +73,20 @@ void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
         for (std::int64_t k = 0; k < width; ++k) sum[k] += static_cast<double>(row[k]);
       }
       for (std::int64_t k = 0; k < width; ++k) mean[k] = sum[k] / n;
+      if (mutant(Mutant::kOnePass)) {  // TRIPWIRE (mutants.hpp): sum x^2 - (sum x)^2 / n
+        std::fill_n(square_sum.begin(), width, 0.0);
+        for (std::int64_t r = r0; r < r1; ++r) {
+          const T* row = x + r * C + c0;
+          for (std::int64_t k = 0; k < width; ++k) {
+            square_sum[k] += static_cast<double>(row[k]) * static_cast<double>(row[k]);
+          }
+        }
+        for (std::int64_t k = 0; k < width; ++k) {
+          const double m2 = std::max(0.0, square_sum[k] - sum[k] * sum[k] / n);
+          acc[k] = merge_chunks(acc[k], Moments{n, mean[k], m2});
+        }
+        continue;
+      }
       std::fill_n(residual_sum.begin(), width, 0.0);
       std::fill_n(square_sum.begin(), width, 0.0);
       for (std::int64_t r = r0; r < r1; ++r) {
@@ -83,7 +98,7 @@ void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
         }
       }
       for (std::int64_t k = 0; k < width; ++k) {
-        acc[k] = merge(acc[k], leaf_moments(n, mean[k], residual_sum[k], square_sum[k]));
+        acc[k] = merge_chunks(acc[k], leaf_moments(n, mean[k], residual_sum[k], square_sum[k]));
       }
     }
   }

@@ -1,0 +1,57 @@
+// Fuzz target: the safetensors parser (bnorm::safetensors::parse), which reads untrusted files.
+//
+// Contract checked on every input:
+//   - parse either returns a File or throws bnorm::Error; anything else (a crash, a sanitizer
+//     report, another exception type) is a finding;
+//   - what parse accepts is self-consistent: every tensor's byte count equals numel * dtype size,
+//     and serialize -> parse gives back the same metadata, names, dtypes, shapes and bytes.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <span>
+#include <vector>
+
+#include "bnorm/error.hpp"
+#include "bnorm/safetensors.hpp"
+
+namespace {
+
+namespace st = bnorm::safetensors;
+
+// A broken property of an accepted file: abort, so that libFuzzer (or replay) reports the input.
+void require(bool property) {
+  if (!property) std::abort();
+}
+
+void check_round_trip(const st::File& file) {
+  std::vector<st::TensorRef> refs;
+  for (const auto& [name, tensor] : file.tensors) {
+    require(tensor.numel() >= 0);
+    require(tensor.data.size() ==
+            static_cast<std::uint64_t>(tensor.numel()) * st::dtype_size(tensor.dtype));
+    refs.push_back({name, tensor.dtype, tensor.shape, tensor.data});
+  }
+  const std::vector<std::byte> bytes = st::serialize(refs, file.metadata);
+  const st::File again = st::parse(bytes, "round trip");
+  require(again.metadata == file.metadata);
+  require(again.tensors.size() == file.tensors.size());
+  for (const auto& [name, tensor] : file.tensors) {
+    const auto it = again.tensors.find(name);
+    require(it != again.tensors.end());
+    require(it->second.dtype == tensor.dtype && it->second.shape == tensor.shape &&
+            it->second.data == tensor.data);
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  st::File file;
+  try {
+    file = st::parse(std::as_bytes(std::span(data, size)), "fuzz input");
+  } catch (const bnorm::Error&) {
+    return 0;  // rejected with a message: the expected outcome for most inputs
+  }
+  check_round_trip(file);  // outside the try: an accepted file must round-trip without throwing
+  return 0;
+}
