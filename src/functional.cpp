@@ -20,6 +20,7 @@
 #include "bnorm/error.hpp"
 #include "bnorm/functional.hpp"
 #include "bnorm/phases.hpp"
+#include "kernels/coefficients.hpp"
 #include "kernels/reference/reference.hpp"
 #include "kernels/registry.hpp"
 #include "scratch.hpp"
@@ -60,28 +61,7 @@ double gamma_of(std::span<const T> gamma, std::int64_t c) {
   return gamma.empty() ? 1.0 : static_cast<double>(gamma[c]);
 }
 
-double invstd_of(double variance, double epsilon) {
-  const double v = variance + epsilon;
-  return v == 0 ? 0.0 : 1.0 / std::sqrt(v);
-}
-
-// The fast kernels evaluate the elementwise passes in working precision T. That form can lose a
-// result the double form (the reference kernel) gets right, in two cases found by
-// tests/unit/stress_test.cpp, for which the call runs the reference kernel instead:
-//   - a coefficient that overflows T or falls below its normal range (epsilon = 0 with subnormal
-//     data gives 1/sqrt(var) > FLT_MAX; a spread near FLT_MAX gives 1/sqrt(var) < FLT_MIN);
-//   - a mean so large that x - mean can overflow T although |x| <= max T: only when |mean| is at
-//     least half an ulp of max T (2^103 for float).
-// Both need data within a factor ~1e7 of T's range limits, so ordinary calls never take this path.
-template <class T>
-bool fits_working_precision(double mean, double coefficient) {
-  using limits = std::numeric_limits<T>;
-  // Half an ulp of max T: |x - mean| < max T + that rounds to a finite T.
-  const double max_mean = std::ldexp(1.0, limits::max_exponent - limits::digits - 1);
-  const bool coefficient_ok =
-      coefficient == 0 || !std::isfinite(coefficient) || std::isnormal(static_cast<T>(coefficient));
-  return coefficient_ok && std::fabs(mean) < max_mean;
-}
+using kernels::invstd_of;
 
 template <class T>
 void channel_moments_impl(std::span<const T> x, const Geometry& g, std::span<Moments> moments) {
@@ -115,7 +95,7 @@ void normalize_unchecked(std::span<const T> x, std::span<T> y, const Geometry& g
     mean_lo[c] = static_cast<T>(mean[c] - static_cast<double>(mean_hi[c]));
     a[c] = static_cast<T>(scale[c]);
     b[c] = static_cast<T>(shift[c]);
-    working_precision = working_precision && fits_working_precision<T>(mean[c], scale[c]);
+    working_precision = working_precision && kernels::fits_working_precision<T>(mean[c], scale[c]);
   }
   const kernels::NormalizeCoefficients<T> k{mean.data(), scale, shift, mean_hi, mean_lo, a, b};
   if (working_precision) {
@@ -299,7 +279,7 @@ void backward_input_unchecked(std::span<const T> x, std::span<const T> dy, const
     const double invstd = invstd_of(static_cast<double>(variance[c]), epsilon);
     const double a = gamma_of(gamma, c) * invstd;
     mean_d[c] = static_cast<double>(mean[c]);
-    working_precision = working_precision && fits_working_precision<T>(mean_d[c], a);
+    working_precision = working_precision && kernels::fits_working_precision<T>(mean_d[c], a);
     k_dy[c] = a;
     k_xc[c] = -a * invstd * (sum_dy_xhat[c] / count);
     k_0[c] = -a * (sum_dy[c] / count);

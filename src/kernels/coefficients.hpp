@@ -12,8 +12,28 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 namespace bnorm::kernels {
+
+// The fast kernels evaluate the elementwise passes in working precision T. That form can lose a
+// result the double form (the reference kernel) gets right, in two cases found by
+// tests/unit/stress_test.cpp, for which the call (or, in a fused kernel, the channel) is evaluated
+// in the double form:
+//   - a coefficient that overflows T or falls below its normal range (epsilon = 0 with subnormal
+//     data gives 1/sqrt(var) > FLT_MAX; a spread near FLT_MAX gives 1/sqrt(var) < FLT_MIN);
+//   - a mean so large that x - mean can overflow T although |x| <= max T: only when |mean| is at
+//     least half an ulp of max T (2^103 for float).
+// Both need data within a factor ~1e7 of T's range limits, so ordinary calls never take this path.
+template <class T>
+bool fits_working_precision(double mean, double coefficient) {
+  using limits = std::numeric_limits<T>;
+  // Half an ulp of max T: |x - mean| < max T + that rounds to a finite T.
+  const double max_mean = std::ldexp(1.0, limits::max_exponent - limits::digits - 1);
+  const bool coefficient_ok =
+      coefficient == 0 || !std::isfinite(coefficient) || std::isnormal(static_cast<T>(coefficient));
+  return coefficient_ok && std::fabs(mean) < max_mean;
+}
 
 inline double invstd_of(double variance, double epsilon) {
   const double v = variance + epsilon;

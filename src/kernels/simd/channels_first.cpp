@@ -139,6 +139,19 @@ void ForwardChannelT(const T* x, T* y, const Geometry& g, std::int64_t c, const 
   variance[c] = parts[0].count > 0 ? parts[0].m2 / parts[0].count : 0.0;
   const ForwardChannel<T> k = forward_channel<T>(mean[c], variance[c], gamma, beta, c, epsilon);
   const auto n = static_cast<size_t>(g.inner);
+  const double scale =
+      (gamma == nullptr ? 1.0 : static_cast<double>(gamma[c])) * invstd_of(variance[c], epsilon);
+  if (!fits_working_precision<T>(mean[c], scale)) {
+    // Data at the edge of T's range: this channel in the double form, as the reference does.
+    const double shift = beta == nullptr ? 0.0 : static_cast<double>(beta[c]);
+    for (std::int64_t o = 0; o < g.outer; ++o) {
+      const std::int64_t at = (o * g.channels + c) * g.inner;
+      for (size_t i = 0; i < n; ++i) {
+        y[at + i] = static_cast<T>((static_cast<double>(x[at + i]) - mean[c]) * scale + shift);
+      }
+    }
+    return;
+  }
   for (std::int64_t o = 0; o < g.outer; ++o) {
     const std::int64_t at = (o * g.channels + c) * g.inner;
     NormalizeRun<false, false>(x + at, y + at, static_cast<const T*>(nullptr), n, k.mean_hi,
@@ -169,6 +182,22 @@ void BackwardChannelT(const T* x, const T* dy, T* dx, const Geometry& g, std::in
   sum_dy[c] = s[0];
   sum_dy_xhat[c] = k.sum_dy_xhat;
   const auto n = static_cast<size_t>(g.inner);
+  const double invstd = invstd_of(static_cast<double>(variance[c]), epsilon);
+  const double a = (gamma == nullptr ? 1.0 : static_cast<double>(gamma[c])) * invstd;
+  if (!fits_working_precision<T>(static_cast<double>(mean[c]), a)) {
+    // Data at the edge of T's range: this channel in the double form, as the reference does.
+    const double m = static_cast<double>(mean[c]);
+    const double k_xc = -a * invstd * (k.sum_dy_xhat / static_cast<double>(count));
+    const double k_0 = -a * (s[0] / static_cast<double>(count));
+    for (std::int64_t o = 0; o < g.outer; ++o) {
+      const std::int64_t at = (o * g.channels + c) * g.inner;
+      for (size_t i = 0; i < n; ++i) {
+        dx[at + i] = static_cast<T>(a * static_cast<double>(dy[at + i]) +
+                                    k_xc * (static_cast<double>(x[at + i]) - m) + k_0);
+      }
+    }
+    return;
+  }
   for (std::int64_t o = 0; o < g.outer; ++o) {
     const std::int64_t at = (o * g.channels + c) * g.inner;
     BackwardRun(x + at, dy + at, dx + at, n, mean[c], k.k_dy, k.k_xc, k.k_0);
