@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "bnorm/geometry.hpp"
 #include "bnorm/phases.hpp"
 #include "kernels/mutants.hpp"
 
@@ -76,6 +77,22 @@ inline std::int64_t rows_per_tile(std::int64_t width) {
   const std::int64_t rows =
       std::max<std::int64_t>(2, kTileValues / std::max<std::int64_t>(1, width));
   return rows - rows % 2;
+}
+
+// The channels-last plan: blocks of up to kChannelBlock channels, and leaves of rows (tiles of
+// rows_per_tile(width) rows x one channel block), grouped like any other leaves.
+struct TilePlan {
+  std::int64_t width = 0;   // channels per block (the last block may be narrower)
+  std::int64_t blocks = 0;  // channel blocks
+  ChunkPlan rows;           // leaves are row ranges
+};
+
+inline TilePlan plan_tiles(const Geometry& g) {
+  TilePlan p;
+  p.width = std::min(g.channels, kChannelBlock);
+  p.blocks = (g.channels + p.width - 1) / p.width;
+  p.rows = plan_chunks(g.outer, rows_per_tile(p.width));
+  return p;
 }
 
 // Pairwise merge of parts[0], parts[stride], ..., parts[(n-1)*stride] in a fixed tree;

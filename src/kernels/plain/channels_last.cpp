@@ -13,25 +13,6 @@
 #include "scratch.hpp"
 
 namespace bnorm::kernels::plain {
-namespace {
-
-// The channel blocks and the row plan of a channels-last geometry.
-struct TilePlan {
-  std::int64_t width = 0;   // channels per block (the last block may be narrower)
-  std::int64_t blocks = 0;  // channel blocks
-  ChunkPlan rows;           // leaves are row ranges
-};
-
-TilePlan plan_tiles(const Geometry& g) {
-  TilePlan p;
-  p.width = std::min(g.channels, kChannelBlock);
-  p.blocks = (g.channels + p.width - 1) / p.width;
-  p.rows = plan_chunks(g.outer, rows_per_tile(p.width));
-  return p;
-}
-
-}  // namespace
-
 bool channels_last_applies(const Geometry& g) {
   return g.inner == 1;
 }

@@ -417,21 +417,6 @@ HWY_EXPORT(ClBackwardRowsD);
 
 namespace {
 
-// The channel blocks and the row plan of a channels-last geometry (as in the plain kernels).
-struct TilePlan {
-  std::int64_t width = 0;   // channels per block (the last block may be narrower)
-  std::int64_t blocks = 0;  // channel blocks
-  ChunkPlan rows;           // leaves are row ranges
-};
-
-TilePlan plan_tiles(const Geometry& g) {
-  TilePlan p;
-  p.width = std::min(g.channels, kChannelBlock);
-  p.blocks = (g.channels + p.width - 1) / p.width;
-  p.rows = plan_chunks(g.outer, rows_per_tile(p.width));
-  return p;
-}
-
 template <class T>
 void normalize_rows(const T* x, T* y, const Geometry& g, const NormalizeCoefficients<T>& k,
                     const Epilogue<T>& e) {
