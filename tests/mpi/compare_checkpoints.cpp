@@ -51,8 +51,9 @@ int main(int argc, char** argv) {
         ++bad;
       }
     }
-    std::printf("%zu float values in %zu tensors compared; worst max|a-b|/max|b| %.3g; %d exceed %g\n",
-                compared, a.tensors.size(), worst_relative, bad, rtol);
+    std::printf(
+        "%zu float values in %zu tensors compared; worst max|a-b|/max|b| %.3g; %d exceed %g\n",
+        compared, a.tensors.size(), worst_relative, bad, rtol);
     return bad == 0 && compared > 0 ? 0 : 1;
   } catch (const bnorm::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -37,10 +37,19 @@ const std::vector<Shape> kShapes = {
     {4, 1, 81},  // (4,1,9,9)
     {36, 9, 1},  // (4,9,1,1) seen channels-last, and more rows
     {4, 9, 2},   // tiny inner
-    {7, 3, 5},      {5, 17, 33}, {3, 33, 17}, {2, 257, 7},  {13, 1, 1},   {11, 3, 1},
-    {10, 17, 1},    {9, 33, 1},  {6, 257, 1}, {64, 100, 1}, {2, 3, 4097},  // two leaves and one
-                                                                           // value per channel
-    {3, 2, 4095},                                                          // leaves straddle runs
+    {7, 3, 5},
+    {5, 17, 33},
+    {3, 33, 17},
+    {2, 257, 7},
+    {13, 1, 1},
+    {11, 3, 1},
+    {10, 17, 1},
+    {9, 33, 1},
+    {6, 257, 1},
+    {64, 100, 1},
+    {2, 3, 4097},    // two leaves and one
+                     // value per channel
+    {3, 2, 4095},    // leaves straddle runs
     {1, 2, 270001},  // more than kMaxGroups leaves: groups of several leaves; unfused (> 256 KiB)
     {4163, 257, 1},  // 65 tiles + 3 rows, a one-channel second block
     {129, 300, 1},   // two blocks of 256 + 44 channels
