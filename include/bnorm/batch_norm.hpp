@@ -246,6 +246,7 @@ class BasicBatchNorm {
   std::vector<Moments> moments_, gathered_;
   std::vector<double> mean_, variance_, sum_dy_, sum_dy_xhat_, group_dy_, group_dy_xhat_;
   std::vector<T> group_dgamma_, group_dbeta_, zeros_;
+  std::vector<double> update_scratch_;  // update_moving_statistics: mean, var, biased var
 };
 
 using BatchNorm = BasicBatchNorm<float>;

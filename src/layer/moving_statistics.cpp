@@ -14,6 +14,7 @@
 // sqrt(var_biased + eps) with renorm_momentum (Keras direction); moving_stddev follows
 // sqrt(var_B + eps) with the layer's momentum and moving_variance = max(moving_stddev^2 - eps, 0).
 #include <cmath>
+#include <span>
 
 #include "bnorm/batch_norm.hpp"
 
@@ -46,7 +47,12 @@ ForwardResult BasicBatchNorm<T>::update_moving_statistics() {
   // An empty batch carries no information: nothing to average in.
   if (counts_[0] == 0) return result;
 
-  std::vector<double> mean(C, 0.0), var(C, 0.0), var_biased(C, 0.0);
+  // Per-channel averages over the virtual batches, in reused working memory (no allocation per
+  // training step once the layer has run).
+  update_scratch_.assign(3 * C, 0.0);
+  const std::span<double> mean(update_scratch_.data(), C);
+  const std::span<double> var(update_scratch_.data() + C, C);
+  const std::span<double> var_biased(update_scratch_.data() + 2 * C, C);
   bool finite = true;
   for (std::size_t c = 0; c < C; ++c) {
     for (std::size_t k = 0; k < G; ++k) {
