@@ -10,23 +10,15 @@
 #include "bnorm/error.hpp"
 #include "bnorm/functional.hpp"
 #include "bnorm/phases.hpp"
+#include "support/support.hpp"
 
 namespace bnorm {
 namespace {
 
+using test::message_of;
+
 using ::testing::AllOf;
 using ::testing::HasSubstr;
-
-template <class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected bnorm::Error";
-  return {};
-}
 
 struct Buffers {
   Geometry g{2, 3, 4};

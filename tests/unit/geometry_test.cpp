@@ -8,9 +8,12 @@
 #include <vector>
 
 #include "bnorm/error.hpp"
+#include "support/support.hpp"
 
 namespace bnorm {
 namespace {
+
+using test::message_of;
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
@@ -42,17 +45,6 @@ TEST(Geometry, CountsAndZeroSizedDimensions) {
   EXPECT_EQ(g.size(), 0);
   EXPECT_EQ(geometry_of({2, 3, 0}, 1).count_per_channel(), 0);
   EXPECT_EQ(geometry_of({2, 3, 4}, 1).count_per_channel(), 8);
-}
-
-template <class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected bnorm::Error";
-  return {};
 }
 
 TEST(Geometry, RejectsRankBelowTwo) {

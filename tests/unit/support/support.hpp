@@ -30,6 +30,18 @@ class ScopedThreads {
   int previous_;
 };
 
+// The message of the bnorm::Error that f throws (a test failure if it throws none).
+template <class F>
+std::string message_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected bnorm::Error";
+  return {};
+}
+
 // Whether the kernel named `kernel` handles geometry g.
 inline bool kernel_applies(const std::string& kernel, const Geometry& g) {
   const ScopedKernel scoped(kernel);
