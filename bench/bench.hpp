@@ -3,8 +3,10 @@
 // (problem, op) that owns its buffers and runs one call per run().
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -32,10 +34,26 @@ const char* op_name(Op op);  // "forward", "inference", "backward"
 // inference reads x once and writes y; backward reads x and dy twice and writes dx.
 std::int64_t traffic_bytes(const Problem& p, Op op);
 
+// Tensors start on a cache line, as every framework allocates them (PyTorch and oneDNN align to
+// 64 bytes): kernels that need aligned vectors (non-temporal stores) see what they see in use.
+template <class T>
+struct CacheAlignedAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlignment{64};
+  CacheAlignedAllocator() = default;
+  template <class U>
+  explicit CacheAlignedAllocator(const CacheAlignedAllocator<U>& /*other*/) {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlignment)); }
+  void deallocate(T* p, std::size_t /*n*/) { ::operator delete(p, kAlignment); }
+  bool operator==(const CacheAlignedAllocator& /*other*/) const { return true; }
+};
+using Tensor = std::vector<float, CacheAlignedAllocator<float>>;
+
 // Inputs shared by every implementation: logical NCHW order is irrelevant here, every buffer is
 // in the problem's own memory layout (NCHW, NHWC or NC).
 struct Inputs {
-  std::vector<float> x, dy, gamma, beta, mean,
+  Tensor x, dy;
+  std::vector<float> gamma, beta, mean,
       variance;  // mean/variance: for inference and backward
   float epsilon = 1e-5f;
 };

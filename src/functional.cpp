@@ -80,13 +80,15 @@ void normalize_unchecked(std::span<const T> x, std::span<T> y, const Geometry& g
                          double epsilon) {
   const auto C = static_cast<std::size_t>(g.channels);
   const auto d = scratch<double>(ScratchSlot::kCoefficients, 2 * C);
-  const auto w = scratch<T>(ScratchSlot::kCoefficients2, 4 * C);
+  // Each working-precision array starts on a cache line (the SIMD kernels load them as vectors).
+  const std::size_t stride = padded_count<T>(C);
+  const auto w = scratch<T>(ScratchSlot::kCoefficients2, 4 * stride);
   double* scale = d.data();
   double* shift = d.data() + C;
   T* mean_hi = w.data();
-  T* mean_lo = w.data() + C;
-  T* a = w.data() + 2 * C;
-  T* b = w.data() + 3 * C;
+  T* mean_lo = w.data() + stride;
+  T* a = w.data() + 2 * stride;
+  T* b = w.data() + 3 * stride;
   bool working_precision = true;
   for (std::size_t c = 0; c < C; ++c) {
     scale[c] = gamma_of(gamma, c) * invstd_of(variance[c], epsilon);
@@ -266,19 +268,24 @@ void backward_input_unchecked(std::span<const T> x, std::span<const T> dy, const
   if (g.size() == 0) return;
   const auto C = static_cast<std::size_t>(g.channels);
   const auto d = scratch<double>(ScratchSlot::kCoefficients, 4 * C);
-  const auto w = scratch<T>(ScratchSlot::kCoefficients2, 3 * C);
+  // Each working-precision array starts on a cache line (the SIMD kernels load them as vectors);
+  // the mean is copied there too, rather than read from the caller's array at any alignment.
+  const std::size_t stride = padded_count<T>(C);
+  const auto w = scratch<T>(ScratchSlot::kCoefficients2, 4 * stride);
   double* mean_d = d.data();
   double* k_dy = d.data() + C;
   double* k_xc = d.data() + 2 * C;
   double* k_0 = d.data() + 3 * C;
   T* k_dy_w = w.data();
-  T* k_xc_w = w.data() + C;
-  T* k_0_w = w.data() + 2 * C;
+  T* k_xc_w = w.data() + stride;
+  T* k_0_w = w.data() + 2 * stride;
+  T* mean_w = w.data() + 3 * stride;
   bool working_precision = true;
   for (std::size_t c = 0; c < C; ++c) {
     const double invstd = invstd_of(static_cast<double>(variance[c]), epsilon);
     const double a = gamma_of(gamma, c) * invstd;
     mean_d[c] = static_cast<double>(mean[c]);
+    mean_w[c] = mean[c];
     working_precision = working_precision && kernels::fits_working_precision<T>(mean_d[c], a);
     k_dy[c] = a;
     k_xc[c] = -a * invstd * (sum_dy_xhat[c] / count);
@@ -288,8 +295,7 @@ void backward_input_unchecked(std::span<const T> x, std::span<const T> dy, const
     // From the rounded a, so that a constant dy gives k_dy_w * dy + k_0_w == 0 exactly.
     k_0_w[c] = static_cast<T>(-static_cast<double>(k_dy_w[c]) * (sum_dy[c] / count));
   }
-  const kernels::BackwardCoefficients<T> k{mean_d,      k_dy,   k_xc,   k_0,
-                                           mean.data(), k_dy_w, k_xc_w, k_0_w};
+  const kernels::BackwardCoefficients<T> k{mean_d, k_dy, k_xc, k_0, mean_w, k_dy_w, k_xc_w, k_0_w};
   if (working_precision) {
     kernels::select<T>(g).backward_input(x.data(), dy.data(), dx.data(), g, k);
   } else {

@@ -35,13 +35,15 @@ void normalize_relu(const T* x, const T* z, T* y, const Geometry& g, const T* ga
   if (g.size() == 0) return;
   const auto C = static_cast<std::size_t>(g.channels);
   const auto d = scratch<double>(ScratchSlot::kCoefficients, 2 * C);
-  const auto w = scratch<T>(ScratchSlot::kCoefficients2, 4 * C);
+  // Each working-precision array starts on a cache line (the SIMD kernels load them as vectors).
+  const std::size_t stride = padded_count<T>(C);
+  const auto w = scratch<T>(ScratchSlot::kCoefficients2, 4 * stride);
   double* scale = d.data();
   double* shift = d.data() + C;
   T* mean_hi = w.data();
-  T* mean_lo = w.data() + C;
-  T* a = w.data() + 2 * C;
-  T* b = w.data() + 3 * C;
+  T* mean_lo = w.data() + stride;
+  T* a = w.data() + 2 * stride;
+  T* b = w.data() + 3 * stride;
   for (std::size_t c = 0; c < C; ++c) {
     const auto ch = static_cast<std::int64_t>(c);
     const double gc = gamma == nullptr ? 1.0 : static_cast<double>(gamma[c]);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <type_traits>
 #include <vector>
@@ -20,17 +21,33 @@ enum class ScratchSlot : int {
   kCount
 };
 
-// A span of n default-initialized T in the calling thread's slot (contents unspecified).
+// Scratch starts on a cache line (and a whole SIMD vector): vector loads of per-channel
+// coefficients never straddle two lines.
+inline constexpr std::size_t kScratchAlignment = 64;
+
+// `n` values of T rounded up to whole cache lines: sub-arrays of one scratch span placed at
+// multiples of this stay cache-line aligned.
+template <class T>
+constexpr std::size_t padded_count(std::size_t n) {
+  constexpr std::size_t per_line = kScratchAlignment / sizeof(T);
+  return (n + per_line - 1) / per_line * per_line;
+}
+
+// A span of n default-initialized T in the calling thread's slot (contents unspecified),
+// aligned to kScratchAlignment.
 template <class T>
 std::span<T> scratch(ScratchSlot slot, std::size_t n) {
   static_assert(std::is_trivially_copyable_v<T>);
-  // One vector per slot, of max_align_t units so every T is suitably aligned.
-  thread_local std::vector<std::max_align_t> buffers[static_cast<int>(ScratchSlot::kCount)];
+  static_assert(alignof(T) <= kScratchAlignment);
+  // One vector per slot, with room to move the start to the next cache line.
+  thread_local std::vector<unsigned char> buffers[static_cast<int>(ScratchSlot::kCount)];
   auto& buffer = buffers[static_cast<int>(slot)];
-  const std::size_t units =
-      (n * sizeof(T) + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t);
-  if (buffer.size() < units) buffer.resize(units);
-  return {reinterpret_cast<T*>(buffer.data()), n};
+  const std::size_t bytes = n * sizeof(T) + kScratchAlignment;
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  void* start = buffer.data();
+  std::size_t space = buffer.size();
+  start = std::align(kScratchAlignment, n * sizeof(T), start, space);
+  return {static_cast<T*>(start), n};
 }
 
 }  // namespace bnorm

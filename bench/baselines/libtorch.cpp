@@ -13,7 +13,7 @@
 namespace bnorm::bench {
 namespace {
 
-at::Tensor wrap(const Problem& p, const std::vector<float>& data) {
+at::Tensor wrap(const Problem& p, const Tensor& data) {
   auto* ptr = const_cast<float*>(data.data());
   const auto options = at::TensorOptions().dtype(at::kFloat);
   switch (p.layout) {

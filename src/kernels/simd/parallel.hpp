@@ -38,4 +38,15 @@ inline std::int64_t rows_per_task(std::int64_t row_values) {
   return row_values >= kElementwiseTaskValues ? 1 : kElementwiseTaskValues / row_values;
 }
 
+// Outputs at least this large are written with non-temporal (streaming) stores: they skip the
+// read-for-ownership of each line (a third of a copy's memory traffic) and do not evict the
+// inputs, which are still to be read. A smaller output stays in cache for the next layer.
+// 8 MiB is beyond what two cores' share of a last-level cache keeps for the next layer.
+inline constexpr std::int64_t kStreamBytes = std::int64_t{8} << 20;
+
+template <class T>
+bool stream_output(const Geometry& g) {
+  return g.size() * static_cast<std::int64_t>(sizeof(T)) >= kStreamBytes;
+}
+
 }  // namespace bnorm::kernels::simd

@@ -173,9 +173,23 @@ HWY_INLINE void AddBackwardRun(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy
   }
 }
 
+// Values to store normally at the start of a run at y before y is aligned to a whole vector,
+// from where the rest can be streamed (non-temporal stores need aligned addresses); n when y is
+// not even aligned to T (then nothing is streamed).
+template <class D, class T>
+HWY_INLINE size_t StreamHead(D d, const T* y, size_t n) {
+  const size_t vector_bytes = hn::Lanes(d) * sizeof(T);
+  const auto address = reinterpret_cast<std::uintptr_t>(y);
+  if (address % sizeof(T) != 0) return n;
+  const size_t head = ((vector_bytes - address % vector_bytes) % vector_bytes) / sizeof(T);
+  return head < n ? head : n;
+}
+
 // Elementwise forward of one run with per-run (broadcast) coefficients:
 //   y = ((x - mean_hi) - mean_lo) * a + b, then the epilogue: + z, relu.
-template <bool kRelu, bool kAdd, class T>
+// kStream writes y with non-temporal stores past its first aligned vector (see StreamOutput):
+// the values are the same, only the way to memory differs.
+template <bool kRelu, bool kAdd, bool kStream, class T>
 HWY_INLINE void NormalizeRun(const T* HWY_RESTRICT x, T* y, const T* HWY_RESTRICT z, size_t n,
                              T mean_hi, T mean_lo, T a, T b) {
   const hn::ScalableTag<T> d;
@@ -192,14 +206,20 @@ HWY_INLINE void NormalizeRun(const T* HWY_RESTRICT x, T* y, const T* HWY_RESTRIC
     return out;
   };
   size_t i = 0;
+  if constexpr (kStream) {
+    const size_t head = StreamHead(d, y, n);
+    if (head > 0) StoreTail(apply(LoadTail(d, x, head), z, head), d, y, head);
+    i = head;
+    for (; i + N <= n; i += N) hn::Stream(apply(hn::LoadU(d, x + i), z + i, N), d, y + i);
+  }
   for (; i + N <= n; i += N) hn::StoreU(apply(hn::LoadU(d, x + i), z + i, N), d, y + i);
   if (i < n) StoreTail(apply(LoadTail(d, x + i, n - i), z + i, n - i), d, y + i, n - i);
 }
 
 // Elementwise backward of one run: dx = k_dy * dy + k_xc * (x - mean) + k_0. The product k_dy * dy
 // is rounded before the addition (not fused): k_0 is -round(k_dy * mean(dy)), so a constant dy in
-// a constant channel gives dx == 0 exactly, as the reference does.
-template <class T>
+// a constant channel gives dx == 0 exactly, as the reference does. kStream as in NormalizeRun.
+template <bool kStream, class T>
 HWY_INLINE void BackwardRun(const T* HWY_RESTRICT x, const T* dy, T* dx, size_t n, T mean, T k_dy,
                             T k_xc, T k_0) {
   const hn::ScalableTag<T> d;
@@ -208,17 +228,24 @@ HWY_INLINE void BackwardRun(const T* HWY_RESTRICT x, const T* dy, T* dx, size_t 
   const auto vdy = hn::Set(d, k_dy);
   const auto vxc = hn::Set(d, k_xc);
   const auto v0 = hn::Set(d, k_0);
+  const auto apply = [&](auto vx, auto vd) {
+    return hn::Add(hn::Mul(vdy, vd), hn::MulAdd(vxc, hn::Sub(vx, vm), v0));
+  };
   size_t i = 0;
+  if constexpr (kStream) {
+    const size_t head = StreamHead(d, dx, n);
+    if (head > 0) StoreTail(apply(LoadTail(d, x, head), LoadTail(d, dy, head)), d, dx, head);
+    i = head;
+    for (; i + N <= n; i += N) {
+      hn::Stream(apply(hn::LoadU(d, x + i), hn::LoadU(d, dy + i)), d, dx + i);
+    }
+  }
   for (; i + N <= n; i += N) {
-    const auto out = hn::Add(hn::Mul(vdy, hn::LoadU(d, dy + i)),
-                             hn::MulAdd(vxc, hn::Sub(hn::LoadU(d, x + i), vm), v0));
-    hn::StoreU(out, d, dx + i);
+    hn::StoreU(apply(hn::LoadU(d, x + i), hn::LoadU(d, dy + i)), d, dx + i);
   }
   if (i < n) {
     const size_t m = n - i;
-    const auto out = hn::Add(hn::Mul(vdy, LoadTail(d, dy + i, m)),
-                             hn::MulAdd(vxc, hn::Sub(LoadTail(d, x + i, m), vm), v0));
-    StoreTail(out, d, dx + i, m);
+    StoreTail(apply(LoadTail(d, x + i, m), LoadTail(d, dy + i, m)), d, dx + i, m);
   }
 }
 
