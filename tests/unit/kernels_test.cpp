@@ -6,11 +6,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "bnorm/error.hpp"
 #include "bnorm/functional.hpp"
+#include "bnorm/fused.hpp"
 #include "bnorm/kernels.hpp"
 #include "support/problems.hpp"
 #include "support/support.hpp"
@@ -261,6 +263,68 @@ TEST(Kernels, ForcingAKernelByName) {
             ::testing::HasSubstr("kernel 'plain:channels_last' (forced by BNORM_KERNEL or "
                                  "set_kernel) does not apply")));
   }
+}
+
+// Outputs of 8 MiB and more are written with non-temporal stores, which need vector-aligned
+// addresses: the stores before y's first aligned vector are regular ones (channels-first), and
+// channels-last rows stream only when every row is aligned. The values must not depend on it:
+// y at every float offset within a cache line is bitwise the same as y on a cache line (which
+// streams), and that one matches the reference.
+template <class T>
+void expect_alignment_independent(const Geometry& g) {
+  const std::string where = "geometry {" + std::to_string(g.outer) + ", " +
+                            std::to_string(g.channels) + ", " + std::to_string(g.inner) + "}";
+  ASSERT_GE(g.size() * static_cast<std::int64_t>(sizeof(T)), std::int64_t{8} << 20) << where;
+  const auto x = test::gaussian<T>(g, 7);
+  const auto dy = test::uniform<T>(g.size(), 8);
+  const auto z = test::uniform<T>(g.size(), 9);
+  const auto gamma = test::uniform<T>(g.channels, 10, 0.5, 1.5);
+  const auto beta = test::uniform<T>(g.channels, 11);
+  constexpr std::size_t kLine = 64 / sizeof(T);
+  std::vector<T> buffer(static_cast<std::size_t>(g.size()) + 2 * kLine);
+  const auto misalignment = reinterpret_cast<std::uintptr_t>(buffer.data()) % 64 / sizeof(T);
+  const std::size_t aligned = (kLine - misalignment) % kLine;
+  std::vector<T> mean(g.channels), var(g.channels), dgamma(g.channels), dbeta(g.channels);
+  // out(offset) = the four outputs, concatenated, computed into buffer at aligned + offset.
+  const auto outputs = [&](std::size_t offset) {
+    const std::span<T> y(buffer.data() + aligned + offset, static_cast<std::size_t>(g.size()));
+    std::vector<T> all;
+    forward_training(std::span<const T>(x), y, g, gamma, beta, T(1e-3), mean, var);
+    all.insert(all.end(), y.begin(), y.end());
+    forward_inference(std::span<const T>(x), y, g, gamma, beta, mean, var, T(1e-3));
+    all.insert(all.end(), y.begin(), y.end());
+    forward_training_add_relu(std::span<const T>(x), std::span<const T>(z), y, g, gamma, beta,
+                              T(1e-3), mean, var);
+    all.insert(all.end(), y.begin(), y.end());
+    backward(std::span<const T>(x), std::span<const T>(dy), g, gamma, mean, var, T(1e-3), y, dgamma,
+             dbeta);
+    all.insert(all.end(), y.begin(), y.end());
+    return all;
+  };
+  const std::vector<T> streamed = outputs(0);
+  for (std::size_t offset = 1; offset < kLine; offset += 3) {
+    EXPECT_TRUE(bitwise_equal(outputs(offset), streamed)) << where << ", y offset " << offset;
+  }
+  // The streamed y and dx against the reference kernel.
+  const ScopedKernel reference("reference");
+  const std::vector<T> ref = outputs(0);
+  const auto n = static_cast<std::size_t>(g.size());
+  const auto part = [n](const std::vector<T>& v, std::size_t k) {
+    return std::vector<T>(v.begin() + static_cast<std::ptrdiff_t>(k * n),
+                          v.begin() + static_cast<std::ptrdiff_t>((k + 1) * n));
+  };
+  test::expect_close_per_channel(g, part(streamed, 0), part(ref, 0), output_ulps<T>(),
+                                 where + " y");
+  test::expect_close_per_channel(g, part(streamed, 1), part(ref, 1), output_ulps<T>(),
+                                 where + " inference y");
+}
+
+TEST(Kernels, LargeOutputsAreTheSameAtAnyAlignment) {
+  const ScopedThreads threads(2);
+  expect_alignment_independent<float>(Geometry{4, 16, 33001});  // NCHW, odd runs
+  expect_alignment_independent<float>(Geometry{33000, 64, 1});  // NHWC, rows of whole vectors
+  expect_alignment_independent<float>(Geometry{8200, 260, 1});  // NHWC, rows with a tail
+  expect_alignment_independent<double>(Geometry{2, 8, 66003});
 }
 
 }  // namespace
