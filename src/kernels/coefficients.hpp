@@ -25,14 +25,22 @@ namespace bnorm::kernels {
 //   - a mean so large that x - mean can overflow T although |x| <= max T: only when |mean| is at
 //     least half an ulp of max T (2^103 for float).
 // Both need data within a factor ~1e7 of T's range limits, so ordinary calls never take this path.
+// 2^e for e >= 0, at compile time (std::ldexp is not constexpr in C++20).
+constexpr double power_of_two(int e) {
+  double p = 1;
+  for (int i = 0; i < e; ++i) p *= 2;
+  return p;
+}
+
 template <class T>
 bool fits_working_precision(double mean, double coefficient) {
   using limits = std::numeric_limits<T>;
-  // Half an ulp of max T: |x - mean| < max T + that rounds to a finite T.
-  const double max_mean = std::ldexp(1.0, limits::max_exponent - limits::digits - 1);
+  // Half an ulp of max T: |x - mean| < max T + that rounds to a finite T. A constant (this runs
+  // for every channel of every call, and tiny calls are timed in microseconds).
+  constexpr double kMaxMean = power_of_two(limits::max_exponent - limits::digits - 1);
   const bool coefficient_ok =
       coefficient == 0 || !std::isfinite(coefficient) || std::isnormal(static_cast<T>(coefficient));
-  return coefficient_ok && std::fabs(mean) < max_mean;
+  return coefficient_ok && std::fabs(mean) < kMaxMean;
 }
 
 inline double invstd_of(double variance, double epsilon) {

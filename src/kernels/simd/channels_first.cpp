@@ -85,6 +85,8 @@ class LeafPrefetcher {
 // Values per prefetch step in pass 2: a multiple of every target's 2 * Lanes(DD), so splitting a
 // run into steps leaves AddResidualRun's accumulation order (and so the result) unchanged.
 inline constexpr size_t kPrefetchStepValues = 256;
+// How far ahead of the loads the backward sums prefetch, in values of the channel.
+inline constexpr std::int64_t kSumsAheadValues = 1024;
 
 template <class T>
 Moments LeafMoments(const T* x, const Geometry& g, std::int64_t c, std::int64_t begin,
@@ -128,8 +130,18 @@ void GroupSumsT(const T* x, const T* dy, const Geometry& g, std::int64_t c, std:
   Sum4 s;
   Sum4 s_xc;
   const VD vmean = hn::Set(DD(), static_cast<double>(mean));
+  // A channel's runs are far apart: the hardware prefetchers stop at each run's end. Prefetching
+  // kSumsAheadValues ahead along the channel (across runs) keeps both streams in flight.
+  const std::int64_t ahead = std::min(end, begin + kSumsAheadValues);
+  LeafPrefetcher<T> next_x(x, g, c, ahead, end);
+  LeafPrefetcher<T> next_dy(dy, g, c, ahead, end);
   ForEachRun(g, c, begin, end, [&](std::int64_t at, size_t n) {
-    AddBackwardRun(x + at, dy + at, n, vmean, s, s_xc);
+    for (size_t k = 0; k < n; k += kPrefetchStepValues) {
+      const size_t step = std::min(kPrefetchStepValues, n - k);
+      next_x.Advance(static_cast<std::int64_t>(step));
+      next_dy.Advance(static_cast<std::int64_t>(step));
+      AddBackwardRun(x + at + k, dy + at + k, step, vmean, s, s_xc);
+    }
   });
   *sum_dy = s.total();
   *sum_dy_xc = s_xc.total();

@@ -34,7 +34,7 @@ namespace {
 // - wide rows: row by row with per-channel accumulators in L1. Walking a strip down rows that
 //   are a multiple of 4 KiB apart (C = 1024 floats) maps every row to the same L1 set, so
 //   wide rows are read in memory order instead.
-constexpr std::int64_t kWideRowBytes = 0;
+constexpr std::int64_t kWideRowBytes = 128;
 
 // The wide traversal reads rows in memory order and keeps per-channel accumulators in L1. It
 // takes four rows per accumulator update, so the accumulators' loads and stores are a quarter
@@ -109,19 +109,22 @@ void TileMomentsWide(const T* x, const Geometry& g, std::int64_t c0, std::int64_
   HWY_ALIGN double residual[kPadded];
   HWY_ALIGN double square[kPadded];
   const auto w = static_cast<size_t>(width);
-  std::fill(acc, acc + width, Moments{});
+  // The accumulators' lanes that the vector loops touch: width rounded up to whole vectors.
+  const size_t lanes = hn::Lanes(DD());
+  const size_t padded = (w + lanes - 1) / lanes * lanes;
+  if (first >= last) std::fill(acc, acc + width, Moments{});
   for (std::int64_t l = first; l < last; ++l) {
     const std::int64_t r0 = l * leaf;
     const std::int64_t r1 = std::min(g.outer, r0 + leaf);
     const double n = static_cast<double>(r1 - r0);
-    std::fill_n(sum, kPadded, 0.0);
+    std::fill_n(sum, padded, 0.0);
     for (std::int64_t r = r0; r < r1; r += 4) {
       AddRows(x + r * g.channels + c0, g.channels,
               static_cast<int>(std::min<std::int64_t>(4, r1 - r)), w, sum);
     }
-    for (size_t k = 0; k < kPadded; ++k) mean[k] = sum[k] / n;
-    std::fill_n(residual, kPadded, 0.0);
-    std::fill_n(square, kPadded, 0.0);
+    for (size_t k = 0; k < padded; ++k) mean[k] = sum[k] / n;
+    std::fill_n(residual, padded, 0.0);
+    std::fill_n(square, padded, 0.0);
     for (std::int64_t r = r0; r < r1; r += 4) {
       // Pass 2 reads from cache: meanwhile, the same rows of the next tile are prefetched, so
       // the memory bus stays busy (as LeafMoments does for channels-first).
@@ -134,8 +137,23 @@ void TileMomentsWide(const T* x, const Geometry& g, std::int64_t c0, std::int64_
                       static_cast<int>(std::min<std::int64_t>(4, r1 - r)), w, mean, residual,
                       square);
     }
-    for (size_t k = 0; k < w; ++k)
-      acc[k] = merge(acc[k], leaf_moments(n, mean[k], residual[k], square[k]));
+    // leaf_moments for whole vectors of channels (the same operations, so the same values): its
+    // two divisions per channel, one after the other, would cost small tiles as much as the
+    // passes over the data.
+    const DD dd;
+    const VD vn = hn::Set(dd, n);
+    const VD zero = hn::Zero(dd);
+    for (size_t k = 0; k < padded; k += lanes) {
+      const VD r = hn::Load(dd, residual + k);
+      const VD m2 = hn::Sub(hn::Load(dd, square + k), hn::Div(hn::Mul(r, r), vn));
+      hn::Store(hn::IfThenElse(hn::Gt(m2, zero), m2, zero), dd, square + k);
+      hn::Store(hn::Add(hn::Load(dd, mean + k), hn::Div(r, vn)), dd, mean + k);
+    }
+    // The first leaf is the group's start (merge(empty, m) is m).
+    for (size_t k = 0; k < w; ++k) {
+      const Moments m{n, mean[k], square[k]};
+      acc[k] = l == first ? m : merge(acc[k], m);
+    }
   }
 }
 
