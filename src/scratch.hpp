@@ -43,7 +43,8 @@ std::span<T> scratch(ScratchSlot slot, std::size_t n) {
   thread_local std::vector<unsigned char> buffers[static_cast<int>(ScratchSlot::kCount)];
   auto& buffer = buffers[static_cast<int>(slot)];
   const std::size_t bytes = n * sizeof(T) + kScratchAlignment;
-  if (buffer.size() < bytes) buffer.resize(bytes);
+  // Exactly the bytes asked for (resize would grow the capacity geometrically).
+  if (buffer.size() < bytes) std::vector<unsigned char>(bytes).swap(buffer);
   void* start = buffer.data();
   std::size_t space = buffer.size();
   start = std::align(kScratchAlignment, n * sizeof(T), start, space);
