@@ -132,9 +132,13 @@ void GroupSumsT(const T* x, const T* dy, const Geometry& g, std::int64_t c, std:
   const VD vmean = hn::Set(DD(), static_cast<double>(mean));
   // A channel's runs are far apart: the hardware prefetchers stop at each run's end. Prefetching
   // kSumsAheadValues ahead along the channel (across runs) keeps both streams in flight.
-  const std::int64_t ahead = std::min(end, begin + kSumsAheadValues);
-  LeafPrefetcher<T> next_x(x, g, c, ahead, end);
-  LeafPrefetcher<T> next_dy(dy, g, c, ahead, end);
+  // The prefetch runs past `end` into the channel's next group, which the fused backward reads
+  // next (the first values of a group are then not cold).
+  const std::int64_t count = g.count_per_channel();
+  const std::int64_t ahead = std::min(count, begin + kSumsAheadValues);
+  const std::int64_t ahead_end = std::min(count, end + kSumsAheadValues);
+  LeafPrefetcher<T> next_x(x, g, c, ahead, ahead_end);
+  LeafPrefetcher<T> next_dy(dy, g, c, ahead, ahead_end);
   ForEachRun(g, c, begin, end, [&](std::int64_t at, size_t n) {
     for (size_t k = 0; k < n; k += kPrefetchStepValues) {
       const size_t step = std::min(kPrefetchStepValues, n - k);
