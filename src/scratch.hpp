@@ -14,6 +14,7 @@ namespace bnorm {
 enum class ScratchSlot : int {
   kPartials = 0,   // kernels: per-group partial results
   kPartials2,      // kernels: a second set of partials
+  kAccumulators,   // kernels: a task's per-channel accumulators (any thread, OpenMP workers too)
   kMoments,        // functional: per-channel moments (local, then gathered from every rank)
   kStatistics,     // functional: per-channel double statistics or sums
   kCoefficients,   // functional: per-channel double coefficients

@@ -51,7 +51,8 @@ HWY_INLINE void ForEachRun(const Geometry& g, std::int64_t c, std::int64_t begin
 
 // Walks channel c's logical values [begin, end) in memory, prefetching a given number of values
 // at a time. Pass 2 of a leaf reads from L1 and leaves the memory bus idle; prefetching the next
-// leaf meanwhile keeps it busy (measured: two-pass moments 1.3x faster on NCHW 32x64x56x56).
+// leaf meanwhile keeps it busy (measured: moments of NCHW 32x64x56x56 float at 1 thread, 1,650
+// -> 940 us).
 template <class T>
 class LeafPrefetcher {
  public:
