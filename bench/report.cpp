@@ -177,6 +177,11 @@ void write_markdown(const Report& r, const std::string& path, const std::string&
       "- float32, one process; each time is the median of repetitions (Google Benchmark, real "
       "time).\n";
   md +=
+      "- Every implementation gets the same 64-byte aligned tensors, as frameworks allocate "
+      "them. The process keeps freed memory in its heap (mallopt): PyTorch allocates its outputs "
+      "on every call and would otherwise pay this VM's page faults (~13 µs per 4 KiB page, 9x "
+      "its own time), which a long-running PyTorch process does not.\n";
+  md +=
       "- Traffic model (GB/s column): forward training reads x twice and writes y (3 × bytes(x)); "
       "inference reads x once and writes y (2×); backward reads x and dy twice and writes dx (5×). "
       "bnorm's fused channels-first passes read x (and dy) from memory only once, so they can "
