@@ -3,12 +3,12 @@
 // (problem, op) that owns its buffers and runs one call per run().
 #pragma once
 
-#include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <new>
 #include <string>
 #include <vector>
+
+#include "bnorm/nn/tensor.hpp"
 
 namespace bnorm::bench {
 
@@ -36,18 +36,7 @@ std::int64_t traffic_bytes(const Problem& p, Op op);
 
 // Tensors start on a cache line, as every framework allocates them (PyTorch and oneDNN align to
 // 64 bytes): kernels that need aligned vectors (non-temporal stores) see what they see in use.
-template <class T>
-struct CacheAlignedAllocator {
-  using value_type = T;
-  static constexpr std::align_val_t kAlignment{64};
-  CacheAlignedAllocator() = default;
-  template <class U>
-  explicit CacheAlignedAllocator(const CacheAlignedAllocator<U>& /*other*/) {}
-  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlignment)); }
-  void deallocate(T* p, std::size_t /*n*/) { ::operator delete(p, kAlignment); }
-  bool operator==(const CacheAlignedAllocator& /*other*/) const { return true; }
-};
-using Tensor = std::vector<float, CacheAlignedAllocator<float>>;
+using Tensor = std::vector<float, nn::AlignedAllocator<float>>;
 
 // Inputs shared by every implementation: logical NCHW order is irrelevant here, every buffer is
 // in the problem's own memory layout (NCHW, NHWC or NC).

@@ -26,30 +26,32 @@ std::atomic<std::int64_t> g_allocations{0};
 std::atomic<std::int64_t> g_live{0};  // bytes allocated and not yet freed
 std::atomic<std::int64_t> g_peak{0};  // the most g_live has been since the last reset
 
-// Every block carries a header of kHeader bytes in front, holding the size asked for: live
-// bytes are then the bytes requested, whatever the allocator rounds them up to.
-constexpr std::size_t kHeader = 64;
-
+// Every block carries a header in front of what it returns: the size asked for and the header's
+// own length (one alignment unit, at least 64 bytes), in its last two words. Live bytes are then
+// the bytes requested, whatever the allocator rounds them up to.
 void* counted(std::size_t n, std::size_t alignment) {
-  if (alignment > kHeader) throw std::bad_alloc();  // nothing here asks for more
+  const std::size_t header = alignment > 64 ? alignment : 64;
   auto* block = static_cast<unsigned char*>(
-      std::aligned_alloc(kHeader, kHeader + (n + kHeader - 1) / kHeader * kHeader));
+      std::aligned_alloc(header, header + (n + header - 1) / header * header));
   if (block == nullptr) throw std::bad_alloc();
-  *reinterpret_cast<std::size_t*>(block) = n;
+  unsigned char* p = block + header;
+  reinterpret_cast<std::size_t*>(p)[-1] = n;
+  reinterpret_cast<std::size_t*>(p)[-2] = header;
   g_allocations.fetch_add(1, std::memory_order_relaxed);
   const auto bytes = static_cast<std::int64_t>(n);
   const std::int64_t live = g_live.fetch_add(bytes) + bytes;
   std::int64_t peak = g_peak.load();
   while (live > peak && !g_peak.compare_exchange_weak(peak, live)) {
   }
-  return block + kHeader;
+  return p;
 }
 
 void release(void* p) {
   if (p == nullptr) return;
-  unsigned char* block = static_cast<unsigned char*>(p) - kHeader;
-  g_live.fetch_sub(static_cast<std::int64_t>(*reinterpret_cast<std::size_t*>(block)));
-  std::free(block);
+  const std::size_t n = static_cast<std::size_t*>(p)[-1];
+  const std::size_t header = static_cast<std::size_t*>(p)[-2];
+  g_live.fetch_sub(static_cast<std::int64_t>(n));
+  std::free(static_cast<unsigned char*>(p) - header);
 }
 
 }  // namespace
