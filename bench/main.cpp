@@ -207,7 +207,7 @@ void configure(benchmark::internal::Benchmark* b, const Options& o) {
 
 // PyTorch allocates its outputs on every call. glibc serves large blocks with mmap and gives
 // them back on free, so each call would first-touch fresh pages; in the sandboxed VMs we measure
-// on a page fault costs ~13 us (12 MB of output: 40 ms), which would make PyTorch look 10x
+// on a page fault costs ~13 us (12 MB of output: 40 ms), which would make PyTorch look 9x
 // slower than it is. A real PyTorch process reuses memory (caching allocators, warm heaps), so
 // the bench keeps freed memory in the heap: no mmap, no trimming. bnorm and oneDNN allocate
 // nothing per call and are unaffected.
