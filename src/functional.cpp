@@ -21,6 +21,7 @@
 #include "bnorm/functional.hpp"
 #include "bnorm/phases.hpp"
 #include "kernels/coefficients.hpp"
+#include "kernels/normalize_coefficients.hpp"
 #include "kernels/reference/reference.hpp"
 #include "kernels/registry.hpp"
 #include "scratch.hpp"
@@ -78,28 +79,11 @@ void normalize_unchecked(std::span<const T> x, std::span<T> y, const Geometry& g
                          std::span<const T> gamma, std::span<const T> beta,
                          std::span<const double> mean, std::span<const double> variance,
                          double epsilon) {
-  const auto C = static_cast<std::size_t>(g.channels);
-  const auto d = scratch<double>(ScratchSlot::kCoefficients, 2 * C);
-  // Each working-precision array starts on a cache line (the SIMD kernels load them as vectors).
-  const std::size_t stride = padded_count<T>(C);
-  const auto w = scratch<T>(ScratchSlot::kCoefficients2, 4 * stride);
-  double* scale = d.data();
-  double* shift = d.data() + C;
-  T* mean_hi = w.data();
-  T* mean_lo = w.data() + stride;
-  T* a = w.data() + 2 * stride;
-  T* b = w.data() + 3 * stride;
-  bool working_precision = true;
-  for (std::size_t c = 0; c < C; ++c) {
-    scale[c] = gamma_of(gamma, c) * invstd_of(variance[c], epsilon);
-    shift[c] = beta.empty() ? 0.0 : static_cast<double>(beta[c]);
-    mean_hi[c] = static_cast<T>(mean[c]);
-    mean_lo[c] = static_cast<T>(mean[c] - static_cast<double>(mean_hi[c]));
-    a[c] = static_cast<T>(scale[c]);
-    b[c] = static_cast<T>(shift[c]);
-    working_precision = working_precision && kernels::fits_working_precision<T>(mean[c], scale[c]);
-  }
-  const kernels::NormalizeCoefficients<T> k{mean.data(), scale, shift, mean_hi, mean_lo, a, b};
+  const auto plan = kernels::plan_normalize<T>(
+      static_cast<std::size_t>(g.channels), gamma.empty() ? nullptr : gamma.data(),
+      beta.empty() ? nullptr : beta.data(), mean.data(), variance.data(), epsilon);
+  const kernels::NormalizeCoefficients<T>& k = plan.coefficients;
+  const bool working_precision = plan.working_precision;
   if (working_precision) {
     kernels::select<T>(g).normalize(x.data(), y.data(), g, k);
   } else {

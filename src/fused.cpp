@@ -15,6 +15,7 @@
 #include "bnorm/error.hpp"
 #include "bnorm/functional.hpp"
 #include "kernels/coefficients.hpp"
+#include "kernels/normalize_coefficients.hpp"
 #include "kernels/reference/epilogue.hpp"
 #include "kernels/registry.hpp"
 #include "kernels/simd/simd.hpp"
@@ -33,30 +34,11 @@ template <class T>
 void normalize_relu(const T* x, const T* z, T* y, const Geometry& g, const T* gamma, const T* beta,
                     const double* mean, const double* variance, double epsilon) {
   if (g.size() == 0) return;
-  const auto C = static_cast<std::size_t>(g.channels);
-  const auto d = scratch<double>(ScratchSlot::kCoefficients, 2 * C);
-  // Each working-precision array starts on a cache line (the SIMD kernels load them as vectors).
-  const std::size_t stride = padded_count<T>(C);
-  const auto w = scratch<T>(ScratchSlot::kCoefficients2, 4 * stride);
-  double* scale = d.data();
-  double* shift = d.data() + C;
-  T* mean_hi = w.data();
-  T* mean_lo = w.data() + stride;
-  T* a = w.data() + 2 * stride;
-  T* b = w.data() + 3 * stride;
-  for (std::size_t c = 0; c < C; ++c) {
-    const auto ch = static_cast<std::int64_t>(c);
-    const double gc = gamma == nullptr ? 1.0 : static_cast<double>(gamma[c]);
-    scale[c] = gc * kernels::invstd_of(variance[c], epsilon);
-    shift[c] = beta == nullptr ? 0.0 : static_cast<double>(beta[c]);
-    const auto k = kernels::forward_channel<T>(mean[c], variance[c], gamma, beta, ch, epsilon);
-    mean_hi[c] = k.mean_hi;
-    mean_lo[c] = k.mean_lo;
-    a[c] = k.a;
-    b[c] = k.b;
-  }
-  const kernels::NormalizeCoefficients<T> k{mean, scale, shift, mean_hi, mean_lo, a, b};
-  if (is_reference(kernels::select<T>(g).name)) {
+  const auto plan = kernels::plan_normalize<T>(static_cast<std::size_t>(g.channels), gamma, beta,
+                                               mean, variance, epsilon);
+  const kernels::NormalizeCoefficients<T>& k = plan.coefficients;
+  // Data at the edge of T's range takes the double form, as in functional.cpp.
+  if (is_reference(kernels::select<T>(g).name) || !plan.working_precision) {
     kernels::reference::normalize_relu(x, z, y, g, k);
   } else {
     kernels::simd::normalize_epilogue(x, y, g, k, kernels::simd::Epilogue<T>{true, z});
