@@ -176,12 +176,10 @@ template <class T>
 void NormalizeRowsT(const T* x, T* y, const T* z, const Geometry& g, std::int64_t row0,
                     std::int64_t row1, const T* mean_hi, const T* mean_lo, const T* a, const T* b,
                     int mode, bool stream) {
-  if (stream) {
-    NormalizeRowsStream<true>(x, y, z, g, row0, row1, mean_hi, mean_lo, a, b, mode);
-    hwy::FlushStream();
-  } else {
-    NormalizeRowsStream<false>(x, y, z, g, row0, row1, mean_hi, mean_lo, a, b, mode);
-  }
+  WithStores(stream, [&](auto kStream) {
+    NormalizeRowsStream<decltype(kStream)::value>(x, y, z, g, row0, row1, mean_hi, mean_lo, a, b,
+                                                  mode);
+  });
 }
 
 template <bool kStream, class T>
@@ -200,12 +198,9 @@ template <class T>
 void BackwardRowsT(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t row0,
                    std::int64_t row1, const T* mean, const T* k_dy, const T* k_xc, const T* k_0,
                    bool stream) {
-  if (stream) {
-    BackwardRowsStream<true>(x, dy, dx, g, row0, row1, mean, k_dy, k_xc, k_0);
-    hwy::FlushStream();
-  } else {
-    BackwardRowsStream<false>(x, dy, dx, g, row0, row1, mean, k_dy, k_xc, k_0);
-  }
+  WithStores(stream, [&](auto kStream) {
+    BackwardRowsStream<decltype(kStream)::value>(x, dy, dx, g, row0, row1, mean, k_dy, k_xc, k_0);
+  });
 }
 
 // Fused forward of channel c: moments (the same leaves and tree as the moments phase), the
@@ -238,17 +233,13 @@ void ForwardChannelT(const T* x, T* y, const Geometry& g, std::int64_t c, const 
     }
     return;
   }
-  for (std::int64_t o = 0; o < g.outer; ++o) {
-    const std::int64_t at = (o * g.channels + c) * g.inner;
-    if (stream) {
-      NormalizeRun<false, false, true>(x + at, y + at, static_cast<const T*>(nullptr), n, k.mean_hi,
-                                       k.mean_lo, k.a, k.b);
-    } else {
-      NormalizeRun<false, false, false>(x + at, y + at, static_cast<const T*>(nullptr), n,
-                                        k.mean_hi, k.mean_lo, k.a, k.b);
+  WithStores(stream, [&](auto kStream) {
+    for (std::int64_t o = 0; o < g.outer; ++o) {
+      const std::int64_t at = (o * g.channels + c) * g.inner;
+      NormalizeRun<false, false, decltype(kStream)::value>(
+          x + at, y + at, static_cast<const T*>(nullptr), n, k.mean_hi, k.mean_lo, k.a, k.b);
     }
-  }
-  if (stream) hwy::FlushStream();
+  });
 }
 
 // Fused backward of channel c: the sums (the same groups and tree as backward_sums), the
@@ -290,15 +281,13 @@ void BackwardChannelT(const T* x, const T* dy, T* dx, const Geometry& g, std::in
     }
     return;
   }
-  for (std::int64_t o = 0; o < g.outer; ++o) {
-    const std::int64_t at = (o * g.channels + c) * g.inner;
-    if (stream) {
-      BackwardRun<true>(x + at, dy + at, dx + at, n, mean[c], k.k_dy, k.k_xc, k.k_0);
-    } else {
-      BackwardRun<false>(x + at, dy + at, dx + at, n, mean[c], k.k_dy, k.k_xc, k.k_0);
+  WithStores(stream, [&](auto kStream) {
+    for (std::int64_t o = 0; o < g.outer; ++o) {
+      const std::int64_t at = (o * g.channels + c) * g.inner;
+      BackwardRun<decltype(kStream)::value>(x + at, dy + at, dx + at, n, mean[c], k.k_dy, k.k_xc,
+                                            k.k_0);
     }
-  }
-  if (stream) hwy::FlushStream();
+  });
 }
 
 }  // namespace

@@ -423,12 +423,9 @@ template <class T>
 void NormalizeRowsT(const T* x, T* y, const T* z, const Geometry& g, std::int64_t r0,
                     std::int64_t r1, const T* mean_hi, const T* mean_lo, const T* a, const T* b,
                     int mode, bool stream) {
-  if (stream && RowsStreamable(y, g)) {
-    NormalizeRowsStream<true>(x, y, z, g, r0, r1, mean_hi, mean_lo, a, b, mode);
-    hwy::FlushStream();
-  } else {
-    NormalizeRowsStream<false>(x, y, z, g, r0, r1, mean_hi, mean_lo, a, b, mode);
-  }
+  WithStores(stream && RowsStreamable(y, g), [&](auto kStream) {
+    NormalizeRowsStream<decltype(kStream)::value>(x, y, z, g, r0, r1, mean_hi, mean_lo, a, b, mode);
+  });
 }
 
 template <bool kStream, class T>
@@ -462,12 +459,9 @@ template <class T>
 void BackwardRowsT(const T* x, const T* dy, T* dx, const Geometry& g, std::int64_t r0,
                    std::int64_t r1, const T* mean, const T* k_dy, const T* k_xc, const T* k_0,
                    bool stream) {
-  if (stream && RowsStreamable(dx, g)) {
-    BackwardRowsStream<true>(x, dy, dx, g, r0, r1, mean, k_dy, k_xc, k_0);
-    hwy::FlushStream();
-  } else {
-    BackwardRowsStream<false>(x, dy, dx, g, r0, r1, mean, k_dy, k_xc, k_0);
-  }
+  WithStores(stream && RowsStreamable(dx, g), [&](auto kStream) {
+    BackwardRowsStream<decltype(kStream)::value>(x, dy, dx, g, r0, r1, mean, k_dy, k_xc, k_0);
+  });
 }
 
 }  // namespace

@@ -173,6 +173,19 @@ HWY_INLINE void AddBackwardRun(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy
   }
 }
 
+// The one switch between a pass with non-temporal stores and one without: f(std::true_type)
+// and then a fence (streaming stores are weakly ordered) when `stream`, else f(std::false_type).
+// f uses decltype(k)::value as its kStream template argument.
+template <class F>
+HWY_INLINE void WithStores(bool stream, F&& f) {
+  if (stream) {
+    f(std::true_type{});
+    hwy::FlushStream();
+  } else {
+    f(std::false_type{});
+  }
+}
+
 // Values to store normally at the start of a run at y before y is aligned to a whole vector,
 // from where the rest can be streamed (non-temporal stores need aligned addresses); n when y is
 // not even aligned to T (then nothing is streamed).
