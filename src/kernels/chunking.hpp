@@ -13,6 +13,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "bnorm/geometry.hpp"
@@ -42,6 +43,12 @@ inline constexpr std::int64_t kParallelMinValues = std::int64_t{1} << 15;
 // and 64 bytes); the row-major traversal is faster from C = 32 (128 bytes) on, 1.2x there.
 inline constexpr std::int64_t kWideRowBytes = 128;
 
+// Whether channels-last rows of T are wide (read whole, in memory order) or narrow (strips).
+template <class T>
+bool wide_rows(const Geometry& g) {
+  return g.channels * static_cast<std::int64_t>(sizeof(T)) >= kWideRowBytes;
+}
+
 struct ChunkPlan {
   std::int64_t leaf = 1;              // values (or rows) per leaf
   std::int64_t leaves = 0;            // leaves per channel
@@ -70,15 +77,87 @@ inline std::int64_t leaf_end(std::int64_t begin, std::int64_t leaf, std::int64_t
   return end;
 }
 
-// Chan's merge of two chunks' moments (phases.hpp), the one every kernel uses between chunks.
-inline Moments merge_chunks(const Moments& a, const Moments& b) {
+// A chunk's moments inside the kernels, with the mean carried as an unevaluated sum
+// mean + mean_lo (double-double). Chan's merge takes the difference of two chunks' means; at
+// |mean| >> std, a mean rounded to double is off by up to ulp(mean) / 2, and the std-sized
+// difference keeps that error (fp64 at mean 1e8, std 1: 8e-10 relative error in the variance
+// after 8 leaves). With the rounding error carried along, the difference is exact to far below
+// ulp(std), and the final mean is mean + mean_lo rounded once.
+struct Partial {
+  double count = 0;
+  double mean = 0;     // leading part of the mean
+  double mean_lo = 0;  // the rest: the mean is mean + mean_lo
+  double m2 = 0;
+};
+
+inline Moments to_moments(const Partial& p) {
+  return Moments{p.count, p.mean + p.mean_lo, p.m2};
+}
+
+// s + e == a + b exactly, s = fl(a + b) (Knuth's TwoSum; needs strict IEEE additions, which the
+// build keeps: no -ffast-math). e = 0 when s overflows, as a + b would.
+inline void two_sum(double a, double b, double& s, double& e) {
+  s = a + b;
+  const double bb = s - a;
+  e = (a - (s - bb)) + (b - bb);
+  if (!std::isfinite(s)) e = 0;
+}
+
+// Moments of n values from their residuals r = x - mean about a first-pass mean: the corrected
+// two-pass formulas mean += sum r / n and M2 = sum r^2 - (sum r)^2 / n, which remove the first
+// pass's rounding error to first order. The corrected mean is kept exactly as a pair.
+inline Partial leaf_moments(double n, double mean, double residual_sum, double square_sum) {
+  const double m2 = square_sum - residual_sum * residual_sum / n;
+  Partial p{n, 0, 0, m2 > 0 ? m2 : 0.0};
+  two_sum(mean, residual_sum / n, p.mean, p.mean_lo);
+  return p;
+}
+
+// Chan's merge (phases.hpp) of chunks with counts na and nb > 0, split in two: the ratios of the
+// counts, which chunks of the same rows (or groups of the same leaves) share across channels,
+// and the per-channel part. Two divisions per pair of chunks instead of two per channel.
+struct MergeWeights {
+  double count;    // na + nb
+  double b_share;  // nb / (na + nb)
+  double product;  // na * nb / (na + nb)
+};
+
+inline MergeWeights merge_weights(double na, double nb) {
+  const double n = na + nb;
   // TRIPWIRE (mutants.hpp): the plain average of the means, as if the chunks had equal counts.
-  if (mutant(Mutant::kUnweightedMerge) && a.count > 0 && b.count > 0) {
-    const double n = a.count + b.count;
-    const double delta = b.mean - a.mean;
-    return Moments{n, (a.mean + b.mean) / 2, a.m2 + b.m2 + delta * delta * (a.count * b.count / n)};
+  if (mutant(Mutant::kUnweightedMerge)) return MergeWeights{n, 0.5, na * nb / n};
+  return MergeWeights{n, nb / n, na * nb / n};
+}
+
+// a merged with chunk b, given the chunks' merge_weights. No branches, so the SIMD kernels run
+// the same operations in vectors. delta == 0 keeps the mean pair and adds the M2s exactly.
+inline Partial merge_weighted(const Partial& a, const Partial& b, const MergeWeights& w) {
+  // b.mean - a.mean is exact when the means are within a factor 2 (Sterbenz): the case |mean| >>
+  // std, where it matters.
+  const double delta = (b.mean - a.mean) + (b.mean_lo - a.mean_lo);
+  Partial p{w.count, 0, 0, (a.m2 + b.m2) + (delta * delta) * w.product};
+  double error = 0;
+  two_sum(a.mean, delta * w.b_share, p.mean, error);
+  p.mean_lo = a.mean_lo + error;
+  return p;
+}
+
+// Partial moments of a block of channels as structure of arrays (the SIMD channels-last kernels):
+// channel k's at [k] of each array; all of them have one count, kept beside.
+struct PartialRows {
+  double* mean;
+  double* mean_lo;
+  double* m2;
+  PartialRows at(std::int64_t offset) const {
+    return PartialRows{mean + offset, mean_lo + offset, m2 + offset};
   }
-  return merge(a, b);
+};
+
+// Chan's merge of two chunks' moments, the one every kernel uses between chunks.
+inline Partial merge_chunks(const Partial& a, const Partial& b) {
+  if (b.count == 0) return a;
+  if (a.count == 0) return b;
+  return merge_weighted(a, b, merge_weights(a.count, b.count));
 }
 
 // Rows per channels-last leaf for a block of `width` channels: even, so that values paired
@@ -106,11 +185,24 @@ inline TilePlan plan_tiles(const Geometry& g) {
 }
 
 // Pairwise merge of parts[0], parts[stride], ..., parts[(n-1)*stride] in a fixed tree;
-// the result is left in parts[0]. n == 0 leaves an empty Moments in parts[0] (if it exists).
-inline void tree_merge(Moments* parts, std::int64_t n, std::int64_t stride) {
+// the result is left in parts[0]. n == 0 leaves an empty Partial in parts[0] (if it exists).
+inline void tree_merge(Partial* parts, std::int64_t n, std::int64_t stride) {
   for (std::int64_t step = 1; step < n; step *= 2) {
     for (std::int64_t i = 0; i + step < n; i += 2 * step) {
       parts[i * stride] = merge_chunks(parts[i * stride], parts[(i + step) * stride]);
+    }
+  }
+}
+
+// tree_sum for every channel c < C of parts[i * C + c], a row of C channels at a time (the same
+// additions in the same order): walking one channel down the groups strides C values per access,
+// a cache (and TLB) miss each for wide rows.
+inline void tree_sum_rows(double* parts, std::int64_t n, std::int64_t C) {
+  for (std::int64_t step = 1; step < n; step *= 2) {
+    for (std::int64_t i = 0; i + step < n; i += 2 * step) {
+      double* a = parts + i * C;
+      const double* b = parts + (i + step) * C;
+      for (std::int64_t c = 0; c < C; ++c) a[c] += b[c];
     }
   }
 }
@@ -122,14 +214,6 @@ inline void tree_sum(double* parts, std::int64_t n, std::int64_t stride) {
       parts[i * stride] += parts[(i + step) * stride];
     }
   }
-}
-
-// Moments of n values from their residuals r = x - mean about a first-pass mean: the corrected
-// two-pass formulas mean += sum r / n and M2 = sum r^2 - (sum r)^2 / n, which remove the first
-// pass's rounding error to first order.
-inline Moments leaf_moments(double n, double mean, double residual_sum, double square_sum) {
-  const double m2 = square_sum - residual_sum * residual_sum / n;
-  return Moments{n, mean + residual_sum / n, m2 > 0 ? m2 : 0.0};
 }
 
 }  // namespace bnorm::kernels

@@ -97,10 +97,11 @@ namespace bnorm {
 namespace {
 
 // The bound the test holds the scratch to (per calling thread; OpenMP workers use only stack):
-// per channel, up to kMaxGroups = 64 partial Moments (24 bytes) and 64 partial sums (8 bytes),
+// per channel, up to kMaxGroups = 64 partial moments (32 bytes: count, the mean as a pair of
+// doubles, M2; kernels/chunking.hpp) and 64 partial sums (8 bytes),
 // plus the moments, statistics and coefficients, and a slot's old and new buffer while it grows
 // (under 1 KiB together); plus each slot's alignment padding.
-constexpr std::int64_t kScratchBytesPerChannel = 64 * 24 + 64 * 8 + 1024;
+constexpr std::int64_t kScratchBytesPerChannel = 64 * 32 + 64 * 8 + 1024;
 constexpr std::int64_t kScratchBytesFixed = 4096;
 
 // Allocations of one of everything a training step and an inference call do.

@@ -120,13 +120,22 @@ Output<T> naive_one_pass(const std::vector<T>& x, const Geometry& g) {
   return out;
 }
 
-// N(m, 1) data per channel, rounded to T.
+// N(m, 1) data per channel, rounded to T; with outlier_period > 0, every value whose index in its
+// channel's logical order is a multiple of outlier_period is m + outlier instead.
 template <class T>
-std::vector<T> shifted_normal(const Geometry& g, double m, std::uint64_t seed) {
+std::vector<T> shifted_normal(const Geometry& g, double m, std::uint64_t seed,
+                              std::int64_t outlier_period = 0, double outlier = 0) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> normal;
   std::vector<T> x(g.size());
   for (auto& v : x) v = static_cast<T>(m + normal(rng));
+  if (outlier_period > 0) {
+    for (std::int64_t c = 0; c < g.channels; ++c) {
+      for (std::int64_t j = 0; j < g.count_per_channel(); j += outlier_period) {
+        x[at(g, c, j)] = static_cast<T>(m + outlier);
+      }
+    }
+  }
   return x;
 }
 
@@ -136,8 +145,9 @@ struct Accuracy {
 };
 
 template <class T>
-Accuracy measure(const Implementation<T>& implementation, const Geometry& g, double m) {
-  const auto x = shifted_normal<T>(g, m, 99);
+Accuracy measure(const Implementation<T>& implementation, const Geometry& g, double m,
+                 std::int64_t outlier_period = 0, double outlier = 0) {
+  const auto x = shifted_normal<T>(g, m, 99, outlier_period, outlier);
   const Output<T> out = implementation(x, g);
   Accuracy worst;
   for (std::int64_t c = 0; c < g.channels; ++c) {
@@ -169,7 +179,13 @@ Accuracy measure(const Implementation<T>& implementation, const Geometry& g, dou
 
 const std::vector<test::Problem>& accuracy_problems() {
   static const std::vector<test::Problem> problems = {
-      {{4, 3, 32, 32}, 1}, {{4, 32, 32, 3}, -1}, {{2000, 7}, 1}};
+      {{4, 3, 32, 32}, 1},
+      {{4, 32, 32, 3}, -1},
+      {{2000, 7}, 1},
+      // Several leaves per channel, so the merges count: 16,384 values per channel in 4 NCHW
+      // leaves; 2,048 rows in 8 NHWC tiles of wide (256- and 512-byte) rows.
+      {{4, 2, 64, 64}, 1},
+      {{8, 16, 16, 64}, -1}};
   return problems;
 }
 
@@ -201,6 +217,32 @@ TEST(Accuracy, Float64VarianceWithin1e12AtMean1e8) {
       std::printf("fp64 %-22s %-28s m=1e8   variance rel. error %.2e\n", kernel.c_str(),
                   p.name().c_str(), a.variance_relative_error);
       EXPECT_LE(a.variance_relative_error, 1e-12) << kernel << " " << p.name();
+    }
+  }
+}
+
+// The channels-last kernels take each tile's moments in one pass about a shift, the channel's
+// value in the tile's first row (docs/numerics.md). The worst case for that is an outlier as the
+// shift: one value 1e4 standard deviations away at the start of every stretch of 256 values,
+// which is every tile's first row for tiles of any power of two up to 256 rows. The variance must
+// stay as accurate as on clean data.
+TEST(Accuracy, AnOutlierAtTheStartOfEveryTileCostsNoAccuracy) {
+  for (const auto& kernel : kernel_names()) {
+    const ScopedKernel scoped(kernel);
+    for (const auto& p : accuracy_problems()) {
+      if (!test::kernel_applies(kernel, p.geometry())) continue;
+      for (const std::int64_t period : {256, 16}) {
+        const auto f =
+            measure<float>(through_forward_training<float>, p.geometry(), 1e3, period, 1e4);
+        const auto d =
+            measure<double>(through_forward_training<double>, p.geometry(), 1e8, period, 1e4);
+        std::printf("%-22s %-28s outlier every %3lld: variance rel. error fp32 %.2e, fp64 %.2e\n",
+                    kernel.c_str(), p.name().c_str(), static_cast<long long>(period),
+                    f.variance_relative_error, d.variance_relative_error);
+        EXPECT_LE(f.variance_relative_error, 1e-6) << kernel << " " << p.name();
+        EXPECT_LE(f.y_error_in_ulps, 4.0) << kernel << " " << p.name();
+        EXPECT_LE(d.variance_relative_error, 1e-12) << kernel << " " << p.name();
+      }
     }
   }
 }

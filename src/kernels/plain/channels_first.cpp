@@ -29,7 +29,7 @@ void for_each_run(T* x, const Geometry& g, std::int64_t c, std::int64_t begin, s
 }
 
 template <class T>
-Moments leaf(const T* x, const Geometry& g, std::int64_t c, std::int64_t begin, std::int64_t end) {
+Partial leaf(const T* x, const Geometry& g, std::int64_t c, std::int64_t begin, std::int64_t end) {
   const double n = static_cast<double>(end - begin);
   if (mutant(Mutant::kOnePass)) {  // TRIPWIRE (mutants.hpp): sum x^2 - (sum x)^2 / n
     double s = 0;
@@ -40,7 +40,7 @@ Moments leaf(const T* x, const Geometry& g, std::int64_t c, std::int64_t begin, 
         s2 += static_cast<double>(p[k]) * static_cast<double>(p[k]);
       }
     });
-    return Moments{n, s / n, std::max(0.0, s2 - s * s / n)};
+    return Partial{n, s / n, 0, std::max(0.0, s2 - s * s / n)};
   }
   double sum = 0;
   for_each_run(x, g, c, begin, end, [&](const T* p, std::int64_t len) {
@@ -74,7 +74,7 @@ void channels_first_moments(const T* x, const Geometry& g, Moments* moments) {
     return;
   }
   // partials[c * groups + group]
-  const auto partials = scratch<Moments>(ScratchSlot::kPartials, g.channels * plan.groups);
+  const auto partials = scratch<Partial>(ScratchSlot::kPartials, g.channels * plan.groups);
   const std::int64_t tasks = g.channels * plan.groups;
 #pragma omp parallel for schedule(static) if (g.size() >= kParallelMinValues)
   for (std::int64_t t = 0; t < tasks; ++t) {
@@ -82,7 +82,7 @@ void channels_first_moments(const T* x, const Geometry& g, Moments* moments) {
     const std::int64_t group = t % plan.groups;
     const std::int64_t first = group * plan.leaves_per_group;
     const std::int64_t last = std::min(plan.leaves, first + plan.leaves_per_group);
-    Moments acc;
+    Partial acc;
     if (mutant(Mutant::kDataRace)) ++mutant_race_counter;  // TRIPWIRE (mutants.hpp): a race
     for (std::int64_t l = first; l < last; ++l) {
       const std::int64_t begin = l * plan.leaf;
@@ -92,7 +92,7 @@ void channels_first_moments(const T* x, const Geometry& g, Moments* moments) {
   }
   for (std::int64_t c = 0; c < g.channels; ++c) {
     tree_merge(&partials[c * plan.groups], plan.groups, 1);
-    moments[c] = partials[c * plan.groups];
+    moments[c] = to_moments(partials[c * plan.groups]);
   }
 }
 

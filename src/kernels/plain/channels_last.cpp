@@ -27,7 +27,7 @@ void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
   }
   const std::int64_t C = g.channels;
   // partials[group * C + c]
-  const auto partials = scratch<Moments>(ScratchSlot::kPartials, groups * C);
+  const auto partials = scratch<Partial>(ScratchSlot::kPartials, groups * C);
   const std::int64_t tasks = plan.blocks * groups;
 #pragma omp parallel for schedule(static) if (g.size() >= kParallelMinValues)
   for (std::int64_t t = 0; t < tasks; ++t) {
@@ -40,8 +40,8 @@ void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
     std::array<double, kChannelBlock> residual_sum;
     std::array<double, kChannelBlock> square_sum;
     std::array<double, kChannelBlock> mean;
-    Moments* acc = &partials[group * C + c0];
-    std::fill(acc, acc + width, Moments{});
+    Partial* acc = &partials[group * C + c0];
+    std::fill(acc, acc + width, Partial{});
     const std::int64_t first = group * plan.rows.leaves_per_group;
     const std::int64_t last = std::min(plan.rows.leaves, first + plan.rows.leaves_per_group);
     for (std::int64_t l = first; l < last; ++l) {
@@ -64,7 +64,7 @@ void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
         }
         for (std::int64_t k = 0; k < width; ++k) {
           const double m2 = std::max(0.0, square_sum[k] - sum[k] * sum[k] / n);
-          acc[k] = merge_chunks(acc[k], Moments{n, mean[k], m2});
+          acc[k] = merge_chunks(acc[k], Partial{n, mean[k], 0, m2});
         }
         continue;
       }
@@ -85,7 +85,7 @@ void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
   }
   for (std::int64_t c = 0; c < C; ++c) {
     tree_merge(&partials[c], groups, C);
-    moments[c] = partials[c];
+    moments[c] = to_moments(partials[c]);
   }
 }
 

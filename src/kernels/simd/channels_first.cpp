@@ -90,7 +90,7 @@ inline constexpr size_t kPrefetchStepValues = 256;
 inline constexpr std::int64_t kSumsAheadValues = 1024;
 
 template <class T>
-Moments LeafMoments(const T* x, const Geometry& g, std::int64_t c, std::int64_t begin,
+Partial LeafMoments(const T* x, const Geometry& g, std::int64_t c, std::int64_t begin,
                     std::int64_t end) {
   Sum4 sum;
   ForEachRun(g, c, begin, end, [&](std::int64_t at, size_t n) { AddRun(x + at, n, sum); });
@@ -113,13 +113,13 @@ Moments LeafMoments(const T* x, const Geometry& g, std::int64_t c, std::int64_t 
 
 // Moments of leaves [first, last) of channel c, merged left to right.
 template <class T>
-Moments GroupMomentsT(const T* x, const Geometry& g, std::int64_t c, std::int64_t first,
+Partial GroupMomentsT(const T* x, const Geometry& g, std::int64_t c, std::int64_t first,
                       std::int64_t last) {
   const std::int64_t count = g.count_per_channel();
-  Moments acc;
+  Partial acc;
   for (std::int64_t l = first; l < last; ++l) {
     const std::int64_t begin = l * kLeafValues;
-    acc = merge(acc, LeafMoments(x, g, c, begin, std::min(count, begin + kLeafValues)));
+    acc = merge_chunks(acc, LeafMoments(x, g, c, begin, std::min(count, begin + kLeafValues)));
   }
   return acc;
 }
@@ -209,15 +209,16 @@ template <class T>
 void ForwardChannelT(const T* x, T* y, const Geometry& g, std::int64_t c, const T* gamma,
                      const T* beta, double epsilon, double* mean, double* variance, bool stream) {
   const ChunkPlan plan = plan_chunks(g.count_per_channel(), kLeafValues);
-  std::array<Moments, kMaxGroups> parts;
+  std::array<Partial, kMaxGroups> parts;
   for (std::int64_t group = 0; group < plan.groups; ++group) {
     const std::int64_t first = group * plan.leaves_per_group;
     parts[group] =
         GroupMomentsT(x, g, c, first, std::min(plan.leaves, first + plan.leaves_per_group));
   }
   tree_merge(parts.data(), plan.groups, 1);
-  mean[c] = parts[0].mean;
-  variance[c] = parts[0].count > 0 ? parts[0].m2 / parts[0].count : 0.0;
+  const Moments moments = to_moments(parts[0]);
+  mean[c] = moments.mean;
+  variance[c] = moments.count > 0 ? moments.m2 / moments.count : 0.0;
   const ForwardChannel<T> k = forward_channel<T>(mean[c], variance[c], gamma, beta, c, epsilon);
   const auto n = static_cast<size_t>(g.inner);
   const double scale =
@@ -294,7 +295,7 @@ void BackwardChannelT(const T* x, const T* dy, T* dx, const Geometry& g, std::in
 
 // Non-template entry points, one per element type, for HWY_EXPORT.
 #define BNORM_CF_ENTRY_POINTS(T, S)                                                             \
-  Moments CfGroupMoments##S(const T* x, const Geometry& g, std::int64_t c, std::int64_t first,  \
+  Partial CfGroupMoments##S(const T* x, const Geometry& g, std::int64_t c, std::int64_t first,  \
                             std::int64_t last) {                                                \
     return GroupMomentsT(x, g, c, first, last);                                                 \
   }                                                                                             \
@@ -401,7 +402,7 @@ void channels_first_moments(const T* x, const Geometry& g, Moments* moments) {
     std::fill(moments, moments + g.channels, Moments{});
     return;
   }
-  const auto partials = scratch<Moments>(ScratchSlot::kPartials, g.channels * plan.groups);
+  const auto partials = scratch<Partial>(ScratchSlot::kPartials, g.channels * plan.groups);
   for_tasks(g.channels * plan.groups, worth_threads(g.size()), [&](std::int64_t t) {
     const std::int64_t c = t / plan.groups;
     const std::int64_t first = (t % plan.groups) * plan.leaves_per_group;
@@ -414,7 +415,7 @@ void channels_first_moments(const T* x, const Geometry& g, Moments* moments) {
   });
   for (std::int64_t c = 0; c < g.channels; ++c) {
     tree_merge(&partials[c * plan.groups], plan.groups, 1);
-    moments[c] = partials[c * plan.groups];
+    moments[c] = to_moments(partials[c * plan.groups]);
   }
 }
 
