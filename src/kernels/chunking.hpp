@@ -36,9 +36,9 @@ inline constexpr std::int64_t kParallelMinValues = std::int64_t{1} << 15;
 // Two traversals of a tile, chosen by the geometry alone (so results never depend on threads):
 // - narrow rows (C * sizeof(T) < kWideRowBytes): strips of one vector of channels walked down
 //   the rows with register accumulators (simd/channels_last.cpp);
-// - wide rows: row by row with per-channel accumulators in L1. Walking a strip down rows that
-//   are a multiple of 4 KiB apart (C = 1024 floats) maps every row to the same L1 set, so
-//   wide rows are read in memory order instead.
+// - wide rows: whole rows in memory order, kRowBlock rows per update of per-channel accumulators
+//   (simd/channels_last.cpp). Walking a strip down rows that are a multiple of 4 KiB apart
+//   (C = 1024 floats) maps every row to the same L1 set, so wide rows are read in memory order.
 // Measured on NHWC float at 1 thread: strips are 2.2x and 1.4x faster for C = 8 and 16 (rows of 32
 // and 64 bytes); the row-major traversal is faster from C = 32 (128 bytes) on, 1.2x there.
 inline constexpr std::int64_t kWideRowBytes = 128;
