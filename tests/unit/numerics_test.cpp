@@ -183,9 +183,11 @@ const std::vector<test::Problem>& accuracy_problems() {
       {{4, 32, 32, 3}, -1},
       {{2000, 7}, 1},
       // Several leaves per channel, so the merges count: 16,384 values per channel in 4 NCHW
-      // leaves; 2,048 rows in 8 NHWC tiles of wide (256- and 512-byte) rows.
+      // leaves; 2,048 rows in 8 NHWC tiles of wide (256- and 512-byte) rows; 256 runs of 7x7 in
+      // 4 leaves of the float short-run path.
       {{4, 2, 64, 64}, 1},
-      {{8, 16, 16, 64}, -1}};
+      {{8, 16, 16, 64}, -1},
+      {{256, 3, 7, 7}, 1}};
   return problems;
 }
 

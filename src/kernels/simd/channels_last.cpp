@@ -72,13 +72,6 @@ HWY_INLINE VD Dot8(const VD (&a)[kRowBlock], const VD (&b)[kRowBlock]) {
   return hn::Add(even, odd);
 }
 
-// two_sum (chunking.hpp) in vectors: hi + lo == a + b exactly, lo = 0 where hi overflows.
-HWY_INLINE void TwoSum(VD a, VD b, VD& hi, VD& lo) {
-  hi = hn::Add(a, b);
-  const VD bb = hn::Sub(hi, a);
-  lo = hn::IfThenElseZero(hn::IsFinite(hi), hn::Add(hn::Sub(a, hn::Sub(hi, bb)), hn::Sub(b, bb)));
-}
-
 // Accumulator arrays for `width` channels: whole vectors, on cache lines.
 HWY_INLINE size_t AccumulatorLanes(size_t width) {
   const size_t N = hn::Lanes(DD());
@@ -113,39 +106,6 @@ HWY_INLINE void AddShiftedRows(const T* HWY_RESTRICT p, std::int64_t C, int rows
     }
     hn::Store(hn::Add(hn::Load(dd, sum + k), total), dd, sum + k);
     hn::Store(hn::Add(hn::Load(dd, square + k), squares), dd, square + k);
-  }
-}
-
-// merge_weighted (chunking.hpp) for whole vectors of channels, the same operations: a[k] merged
-// with b[k] for k < width, in structure-of-arrays rows (every channel of a row has one count).
-HWY_INLINE void MergeRows(const PartialRows& a, const double* HWY_RESTRICT b_mean,
-                          const double* HWY_RESTRICT b_mean_lo, const double* HWY_RESTRICT b_m2,
-                          size_t width, const MergeWeights& weights) {
-  const DD dd;
-  const size_t N = hn::Lanes(dd);
-  const VD b_share = hn::Set(dd, weights.b_share);
-  const VD product = hn::Set(dd, weights.product);
-  size_t k = 0;
-  for (; k + N <= width; k += N) {
-    const VD a_mean = hn::LoadU(dd, a.mean + k);
-    const VD a_mean_lo = hn::LoadU(dd, a.mean_lo + k);
-    const VD delta = hn::Add(hn::Sub(hn::LoadU(dd, b_mean + k), a_mean),
-                             hn::Sub(hn::LoadU(dd, b_mean_lo + k), a_mean_lo));
-    VD mean, error;
-    TwoSum(a_mean, hn::Mul(delta, b_share), mean, error);
-    hn::StoreU(mean, dd, a.mean + k);
-    hn::StoreU(hn::Add(a_mean_lo, error), dd, a.mean_lo + k);
-    const VD m2 = hn::Add(hn::LoadU(dd, a.m2 + k), hn::LoadU(dd, b_m2 + k));
-    hn::StoreU(hn::Add(m2, hn::Mul(hn::Mul(delta, delta), product)), dd, a.m2 + k);
-  }
-  // The rest in scalars: rows of partials lie C values apart, so a whole vector past width would
-  // write into the next row.
-  for (; k < width; ++k) {
-    const Partial m = merge_weighted(Partial{0, a.mean[k], a.mean_lo[k], a.m2[k]},
-                                     Partial{0, b_mean[k], b_mean_lo[k], b_m2[k]}, weights);
-    a.mean[k] = m.mean;
-    a.mean_lo[k] = m.mean_lo;
-    a.m2[k] = m.m2;
   }
 }
 
@@ -690,18 +650,12 @@ void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
       (x, g, c0, width, first, last, plan.rows.leaf, out, &counts[t]);
     }
   });
-  // tree_merge's fixed tree, a row of channels at a time in vectors (walking one channel down
-  // the groups would stride C values per access).
-  for (std::int64_t step = 1; step < groups; step *= 2) {
-    for (std::int64_t i = 0; i + step < groups; i += 2 * step) {
-      const MergeWeights weights = merge_weights(counts[i], counts[i + step]);
-      HWY_DYNAMIC_DISPATCH(ClMergeRows)(rows.at(i * C), rows.at((i + step) * C), C, weights);
-      counts[i] = weights.count;
-    }
-  }
-  for (std::int64_t c = 0; c < C; ++c) {
-    moments[c] = to_moments(Partial{counts[0], rows.mean[c], rows.mean_lo[c], rows.m2[c]});
-  }
+  merge_partial_rows(
+      rows, counts.data(), groups, C,
+      [](const PartialRows& a, const PartialRows& b, std::int64_t width,
+         const MergeWeights& weights) { HWY_DYNAMIC_DISPATCH(ClMergeRows)
+                                        (a, b, width, weights); },
+      moments);
 }
 
 template <class T>

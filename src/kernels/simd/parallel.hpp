@@ -49,4 +49,24 @@ bool stream_output(const Geometry& g) {
   return g.size() * static_cast<std::int64_t>(sizeof(T)) >= kStreamBytes;
 }
 
+// The groups' partial moments, rows of C channels (group i's at rows.at(i * C)) with one count
+// per group, merged in tree_merge's fixed tree a row at a time: merge_rows(a, b, C, weights)
+// merges row b into row a (MergeRows, dispatched by the caller's translation unit). Walking one
+// channel down the groups instead would stride C values per access. Writes every channel's
+// moments.
+template <class MergeRowsFn>
+void merge_partial_rows(const PartialRows& rows, double* counts, std::int64_t groups,
+                        std::int64_t C, MergeRowsFn&& merge_rows, Moments* moments) {
+  for (std::int64_t step = 1; step < groups; step *= 2) {
+    for (std::int64_t i = 0; i + step < groups; i += 2 * step) {
+      const MergeWeights weights = merge_weights(counts[i], counts[i + step]);
+      merge_rows(rows.at(i * C), rows.at((i + step) * C), C, weights);
+      counts[i] = weights.count;
+    }
+  }
+  for (std::int64_t c = 0; c < C; ++c) {
+    moments[c] = to_moments(Partial{counts[0], rows.mean[c], rows.mean_lo[c], rows.m2[c]});
+  }
+}
+
 }  // namespace bnorm::kernels::simd

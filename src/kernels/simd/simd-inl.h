@@ -23,6 +23,8 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/chunking.hpp"
+
 HWY_BEFORE_NAMESPACE();
 namespace bnorm::kernels::simd::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
@@ -79,6 +81,46 @@ HWY_INLINE VD LoadWideTail(const T* HWY_RESTRICT p, size_t n) {
 
 HWY_INLINE double ReduceSum(VD v) {
   return hn::GetLane(hn::SumOfLanes(DD(), v));
+}
+
+// two_sum (chunking.hpp) in vectors: hi + lo == a + b exactly, lo = 0 where hi overflows.
+HWY_INLINE void TwoSum(VD a, VD b, VD& hi, VD& lo) {
+  hi = hn::Add(a, b);
+  const VD bb = hn::Sub(hi, a);
+  lo = hn::IfThenElseZero(hn::IsFinite(hi), hn::Add(hn::Sub(a, hn::Sub(hi, bb)), hn::Sub(b, bb)));
+}
+
+// merge_weighted (chunking.hpp) for whole vectors of channels, the same operations: a[k] merged
+// with b[k] for k < width, in structure-of-arrays rows (every channel of a row has one count).
+HWY_INLINE void MergeRows(const PartialRows& a, const double* HWY_RESTRICT b_mean,
+                          const double* HWY_RESTRICT b_mean_lo, const double* HWY_RESTRICT b_m2,
+                          size_t width, const MergeWeights& weights) {
+  const DD dd;
+  const size_t N = hn::Lanes(dd);
+  const VD b_share = hn::Set(dd, weights.b_share);
+  const VD product = hn::Set(dd, weights.product);
+  size_t k = 0;
+  for (; k + N <= width; k += N) {
+    const VD a_mean = hn::LoadU(dd, a.mean + k);
+    const VD a_mean_lo = hn::LoadU(dd, a.mean_lo + k);
+    const VD delta = hn::Add(hn::Sub(hn::LoadU(dd, b_mean + k), a_mean),
+                             hn::Sub(hn::LoadU(dd, b_mean_lo + k), a_mean_lo));
+    VD mean, error;
+    TwoSum(a_mean, hn::Mul(delta, b_share), mean, error);
+    hn::StoreU(mean, dd, a.mean + k);
+    hn::StoreU(hn::Add(a_mean_lo, error), dd, a.mean_lo + k);
+    const VD m2 = hn::Add(hn::LoadU(dd, a.m2 + k), hn::LoadU(dd, b_m2 + k));
+    hn::StoreU(hn::Add(m2, hn::Mul(hn::Mul(delta, delta), product)), dd, a.m2 + k);
+  }
+  // The rest in scalars: rows of partials lie C values apart, so a whole vector past width would
+  // write into the next row.
+  for (; k < width; ++k) {
+    const Partial m = merge_weighted(Partial{0, a.mean[k], a.mean_lo[k], a.m2[k]},
+                                     Partial{0, b_mean[k], b_mean_lo[k], b_m2[k]}, weights);
+    a.mean[k] = m.mean;
+    a.mean_lo[k] = m.mean_lo;
+    a.m2[k] = m.m2;
+  }
 }
 
 // Four independent accumulators hide the latency of the adds.
