@@ -53,19 +53,24 @@ struct ForwardChannel {
   T mean_hi, mean_lo, a, b;
 };
 
-// gamma/beta may be null (scale 1, shift 0).
+// The working-precision form from the double one: y = (x - mean) * scale + shift.
 template <class T>
-ForwardChannel<T> forward_channel(double mean, double variance, const T* gamma, const T* beta,
-                                  std::int64_t c, double epsilon) {
-  const double g = gamma == nullptr ? 1.0 : static_cast<double>(gamma[c]);
-  const double scale = g * invstd_of(variance, epsilon);
-  const double shift = beta == nullptr ? 0.0 : static_cast<double>(beta[c]);
+ForwardChannel<T> forward_channel_of(double mean, double scale, double shift) {
   ForwardChannel<T> k;
   k.mean_hi = static_cast<T>(mean);
   k.mean_lo = static_cast<T>(mean - static_cast<double>(k.mean_hi));
   k.a = static_cast<T>(scale);
   k.b = static_cast<T>(shift);
   return k;
+}
+
+// gamma/beta may be null (scale 1, shift 0).
+template <class T>
+ForwardChannel<T> forward_channel(double mean, double variance, const T* gamma, const T* beta,
+                                  std::int64_t c, double epsilon) {
+  const double g = gamma == nullptr ? 1.0 : static_cast<double>(gamma[c]);
+  const double shift = beta == nullptr ? 0.0 : static_cast<double>(beta[c]);
+  return forward_channel_of<T>(mean, g * invstd_of(variance, epsilon), shift);
 }
 
 template <class T>

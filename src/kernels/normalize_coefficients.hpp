@@ -41,8 +41,8 @@ NormalizePlan<T> plan_normalize(std::size_t channels, const T* gamma, const T* b
     const double g = gamma == nullptr ? 1.0 : static_cast<double>(gamma[c]);
     scale[c] = g * invstd_of(variance[c], epsilon);
     shift[c] = beta == nullptr ? 0.0 : static_cast<double>(beta[c]);
-    const auto k = forward_channel<T>(mean[c], variance[c], gamma, beta,
-                                      static_cast<std::int64_t>(c), epsilon);
+    // forward_channel's values from the scale and shift above (one square root per channel).
+    const auto k = forward_channel_of<T>(mean[c], scale[c], shift[c]);
     mean_hi[c] = k.mean_hi;
     mean_lo[c] = k.mean_lo;
     a[c] = k.a;
