@@ -9,6 +9,7 @@
 
 #include "kernels/coefficients.hpp"
 #include "kernels/kernel.hpp"
+#include "kernels/simd/simd.hpp"
 #include "scratch.hpp"
 
 namespace bnorm::kernels {
@@ -37,9 +38,9 @@ NormalizePlan<T> plan_normalize(std::size_t channels, const T* gamma, const T* b
   T* a = w.data() + 2 * stride;
   T* b = w.data() + 3 * stride;
   NormalizePlan<T> plan;
+  // gamma * invstd_of(variance, epsilon) for every channel, in vectors.
+  simd::scales(variance, gamma, epsilon, scale, C);
   for (std::size_t c = 0; c < C; ++c) {
-    const double g = gamma == nullptr ? 1.0 : static_cast<double>(gamma[c]);
-    scale[c] = g * invstd_of(variance[c], epsilon);
     shift[c] = beta == nullptr ? 0.0 : static_cast<double>(beta[c]);
     // forward_channel's values from the scale and shift above (one square root per channel).
     const auto k = forward_channel_of<T>(mean[c], scale[c], shift[c]);

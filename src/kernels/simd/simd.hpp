@@ -12,6 +12,7 @@
 // It grows with C, not with N*H*W and not with the thread count.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -65,6 +66,12 @@ void channels_last_backward_sums(const T* x, const T* dy, const Geometry& g, con
 template <class T>
 void channels_last_backward_input(const T* x, const T* dy, T* dx, const Geometry& g,
                                   const BackwardCoefficients<T>& k);
+
+// scale[c] = gamma[c] / sqrt(variance[c] + epsilon) (0 where variance + epsilon == 0), gamma null
+// meaning 1, for c < channels: bitwise invstd_of's values, in vectors (scales.cpp).
+template <class T>
+void scales(const double* variance, const T* gamma, double epsilon, double* scale,
+            std::size_t channels);
 
 // Elementwise normalize with an epilogue for any geometry, choosing the family (fused.cpp).
 template <class T>
