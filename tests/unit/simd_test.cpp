@@ -320,6 +320,52 @@ TEST(Simd, AllTargetsShapesThreadsDouble) {
   check_every_target_shape_and_thread_count<double>();
 }
 
+// simd::scales (plan_normalize's per-channel gamma / sqrt(variance + eps)) gives invstd_of's
+// values bitwise on every target, the fused channels-first paths computing them one at a time:
+// any channel count (vector tails), gamma absent or given, variance + eps == 0, NaN and infinity.
+template <class T>
+void check_scales() {
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> uniform(0.0, 4.0);
+  for (const auto& target : supported_targets()) {
+    force_target(target.bits);
+    for (const std::size_t C : {1, 3, 7, 8, 9, 17, 100}) {
+      for (const double epsilon : {0.0, 1e-3}) {
+        std::vector<double> variance(C);
+        std::vector<T> gamma(C);
+        for (std::size_t c = 0; c < C; ++c) {
+          variance[c] = uniform(rng);
+          gamma[c] = static_cast<T>(uniform(rng) - 2.0);
+        }
+        variance[0] = 0.0;
+        if (C > 2) variance[1] = std::numeric_limits<double>::quiet_NaN();
+        if (C > 2) variance[2] = std::numeric_limits<double>::infinity();
+        for (const bool with_gamma : {false, true}) {
+          std::vector<double> scale(C, -1.0);
+          kernels::simd::scales<T>(variance.data(), with_gamma ? gamma.data() : nullptr, epsilon,
+                                   scale.data(), C);
+          for (std::size_t c = 0; c < C; ++c) {
+            const double v = variance[c] + epsilon;
+            const double invstd = v == 0 ? 0.0 : 1.0 / std::sqrt(v);
+            const double expected = (with_gamma ? static_cast<double>(gamma[c]) : 1.0) * invstd;
+            if (std::isnan(expected)) {
+              EXPECT_TRUE(std::isnan(scale[c])) << target.name << " C=" << C << " c=" << c;
+            } else {
+              EXPECT_EQ(scale[c], expected) << target.name << " C=" << C << " c=" << c;
+            }
+          }
+        }
+      }
+    }
+  }
+  force_target(0);
+}
+
+TEST(Simd, ScalesAreBitwiseTheScalarOnesOnEveryTarget) {
+  check_scales<float>();
+  check_scales<double>();
+}
+
 TEST(Simd, TargetsIncludeTheBestAndAreDistinct) {
   const auto targets = supported_targets();
   ASSERT_FALSE(targets.empty());
