@@ -6,9 +6,11 @@
 //
 // Extra memory per call (none of it allocated in a steady state: scratch.hpp slots grow once):
 //   partial results, in the calling thread's scratch: at most kMaxGroups (64) per channel,
-//     moments 24 B each, backward sums 2 x 8 B each: <= 1.5 KiB x C;
-//   per worker thread, on the stack: one leaf's accumulators (<= 8.5 KiB, wide channels-last
-//     tiles) or a fused channel's group partials (1.5 KiB).
+//     moments 32 B each (24 B in the channels-last and short-run rows), backward sums 2 x 8 B
+//     each: <= 3 KiB x C;
+//   per worker thread: one task's per-channel accumulators in its scratch (3 doubles per channel
+//     of a channels-last row or a short-run block), or on the stack a fused channel's group
+//     partials (2 KiB).
 // It grows with C, not with N*H*W and not with the thread count.
 #pragma once
 
