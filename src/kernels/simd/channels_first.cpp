@@ -419,21 +419,23 @@ void CfMergeRows(const PartialRows& a, const PartialRows& b, std::int64_t width,
   MergeRows(a, b.mean, b.mean_lo, b.m2, static_cast<size_t>(width), weights);
 }
 
+// Short runs are a float path only (short_runs below).
+void CfShortRunMoments(const float* x, const Geometry& g, std::int64_t c0, std::int64_t width,
+                       std::int64_t first, std::int64_t last, std::int64_t leaf,
+                       const PartialRows& out, double* count) {
+  ShortRunMomentsT(x, g, c0, width, first, last, leaf, out, count);
+}
+void CfShortRunSums(const float* x, const float* dy, const Geometry& g, std::int64_t c0,
+                    std::int64_t width, std::int64_t r0, std::int64_t r1, const float* mean,
+                    double* s, double* s_xc) {
+  ShortRunSumsT(x, dy, g, c0, width, r0, r1, mean, s, s_xc);
+}
+
 // Non-template entry points, one per element type, for HWY_EXPORT.
 #define BNORM_CF_ENTRY_POINTS(T, S)                                                             \
   Partial CfGroupMoments##S(const T* x, const Geometry& g, std::int64_t c, std::int64_t first,  \
                             std::int64_t last) {                                                \
     return GroupMomentsT(x, g, c, first, last);                                                 \
-  }                                                                                             \
-  void CfShortRunMoments##S(const T* x, const Geometry& g, std::int64_t c0, std::int64_t width, \
-                            std::int64_t first, std::int64_t last, std::int64_t leaf,           \
-                            const PartialRows& out, double* count) {                            \
-    ShortRunMomentsT(x, g, c0, width, first, last, leaf, out, count);                           \
-  }                                                                                             \
-  void CfShortRunSums##S(const T* x, const T* dy, const Geometry& g, std::int64_t c0,           \
-                         std::int64_t width, std::int64_t r0, std::int64_t r1, const T* mean,   \
-                         double* s, double* s_xc) {                                             \
-    ShortRunSumsT(x, dy, g, c0, width, r0, r1, mean, s, s_xc);                                  \
   }                                                                                             \
   void CfGroupSums##S(const T* x, const T* dy, const Geometry& g, std::int64_t c,               \
                       std::int64_t begin, std::int64_t end, T mean, double* s, double* s_xc) {  \
@@ -479,10 +481,8 @@ HWY_EXPORT(CfGroupMomentsF);
 HWY_EXPORT(CfGroupMomentsD);
 HWY_EXPORT(CfGroupSumsF);
 HWY_EXPORT(CfGroupSumsD);
-HWY_EXPORT(CfShortRunMomentsF);
-HWY_EXPORT(CfShortRunMomentsD);
-HWY_EXPORT(CfShortRunSumsF);
-HWY_EXPORT(CfShortRunSumsD);
+HWY_EXPORT(CfShortRunMoments);
+HWY_EXPORT(CfShortRunSums);
 HWY_EXPORT(CfMergeRows);
 HWY_EXPORT(CfNormalizeRowsF);
 HWY_EXPORT(CfNormalizeRowsD);
@@ -532,8 +532,7 @@ inline ShortRunPlan plan_short_runs(const Geometry& g) {
   return p;
 }
 
-template <class T>
-void short_run_moments(const T* x, const Geometry& g, Moments* moments) {
+void short_run_moments(const float* x, const Geometry& g, Moments* moments) {
   const ShortRunPlan plan = plan_short_runs(g);
   const std::int64_t groups = plan.rows.groups;
   const std::int64_t C = g.channels;
@@ -549,14 +548,8 @@ void short_run_moments(const T* x, const Geometry& g, Moments* moments) {
     const std::int64_t width = std::min(plan.block, C - c0);
     const std::int64_t first = group * plan.rows.leaves_per_group;
     const std::int64_t last = std::min(plan.rows.leaves, first + plan.rows.leaves_per_group);
-    const PartialRows out = rows.at(group * C + c0);
-    if constexpr (std::is_same_v<T, float>) {
-      HWY_DYNAMIC_DISPATCH(CfShortRunMomentsF)
-      (x, g, c0, width, first, last, plan.rows.leaf, out, &counts[t]);
-    } else {
-      HWY_DYNAMIC_DISPATCH(CfShortRunMomentsD)
-      (x, g, c0, width, first, last, plan.rows.leaf, out, &counts[t]);
-    }
+    HWY_DYNAMIC_DISPATCH(CfShortRunMoments)
+    (x, g, c0, width, first, last, plan.rows.leaf, rows.at(group * C + c0), &counts[t]);
   });
   merge_partial_rows(
       rows, counts.data(), groups, C,
@@ -568,9 +561,8 @@ void short_run_moments(const T* x, const Geometry& g, Moments* moments) {
       moments);
 }
 
-template <class T>
-void short_run_sums(const T* x, const T* dy, const Geometry& g, const T* mean, double* sum_dy,
-                    double* sum_dy_xc) {
+void short_run_sums(const float* x, const float* dy, const Geometry& g, const float* mean,
+                    double* sum_dy, double* sum_dy_xc) {
   const ShortRunPlan plan = plan_short_runs(g);
   const std::int64_t groups = plan.rows.groups;
   const std::int64_t C = g.channels;
@@ -584,13 +576,8 @@ void short_run_sums(const T* x, const T* dy, const Geometry& g, const T* mean, d
     const std::int64_t width = std::min(plan.block, C - c0);
     const std::int64_t r0 = group * group_rows;
     const std::int64_t r1 = std::min(g.outer, r0 + group_rows);
-    double* ps = &s[group * C + c0];
-    double* ps_xc = &s_xc[group * C + c0];
-    if constexpr (std::is_same_v<T, float>) {
-      HWY_DYNAMIC_DISPATCH(CfShortRunSumsF)(x, dy, g, c0, width, r0, r1, mean, ps, ps_xc);
-    } else {
-      HWY_DYNAMIC_DISPATCH(CfShortRunSumsD)(x, dy, g, c0, width, r0, r1, mean, ps, ps_xc);
-    }
+    HWY_DYNAMIC_DISPATCH(CfShortRunSums)
+    (x, dy, g, c0, width, r0, r1, mean, &s[group * C + c0], &s_xc[group * C + c0]);
   });
   tree_sum_rows(s.data(), groups, C);
   tree_sum_rows(s_xc.data(), groups, C);
@@ -652,9 +639,11 @@ void channels_first_moments(const T* x, const Geometry& g, Moments* moments) {
     std::fill(moments, moments + g.channels, Moments{});
     return;
   }
-  if (short_runs<T>(g)) {
-    short_run_moments(x, g, moments);
-    return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (short_runs<T>(g)) {
+      short_run_moments(x, g, moments);
+      return;
+    }
   }
   const auto partials = scratch<Partial>(ScratchSlot::kPartials, g.channels * plan.groups);
   for_tasks(g.channels * plan.groups, worth_threads(g.size()), [&](std::int64_t t) {
@@ -695,9 +684,11 @@ void channels_first_backward_sums(const T* x, const T* dy, const Geometry& g, co
     std::fill(sum_dy_xc, sum_dy_xc + g.channels, 0.0);
     return;
   }
-  if (short_runs<T>(g)) {
-    short_run_sums(x, dy, g, mean, sum_dy, sum_dy_xc);
-    return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (short_runs<T>(g)) {
+      short_run_sums(x, dy, g, mean, sum_dy, sum_dy_xc);
+      return;
+    }
   }
   const std::int64_t tasks = g.channels * plan.groups;
   const auto s = scratch<double>(ScratchSlot::kPartials, tasks);
