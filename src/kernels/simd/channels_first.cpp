@@ -551,14 +551,11 @@ void short_run_moments(const float* x, const Geometry& g, Moments* moments) {
     HWY_DYNAMIC_DISPATCH(CfShortRunMoments)
     (x, g, c0, width, first, last, plan.rows.leaf, rows.at(group * C + c0), &counts[t]);
   });
-  merge_partial_rows(
-      rows, counts.data(), groups, C,
-      [](const PartialRows& a, const PartialRows& b, std::int64_t width,
-         const MergeWeights& weights) {
-        HWY_DYNAMIC_DISPATCH(CfMergeRows)
-        (a, b, width, weights);
-      },
-      moments);
+  const auto merge_rows = [](const PartialRows& a, const PartialRows& b, std::int64_t width,
+                             const MergeWeights& weights) {
+    HWY_DYNAMIC_DISPATCH(CfMergeRows)(a, b, width, weights);
+  };
+  merge_partial_rows(rows, counts.data(), groups, C, merge_rows, moments);
 }
 
 void short_run_sums(const float* x, const float* dy, const Geometry& g, const float* mean,

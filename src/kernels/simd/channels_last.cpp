@@ -650,12 +650,11 @@ void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
       (x, g, c0, width, first, last, plan.rows.leaf, out, &counts[t]);
     }
   });
-  merge_partial_rows(
-      rows, counts.data(), groups, C,
-      [](const PartialRows& a, const PartialRows& b, std::int64_t width,
-         const MergeWeights& weights) { HWY_DYNAMIC_DISPATCH(ClMergeRows)
-                                        (a, b, width, weights); },
-      moments);
+  const auto merge_rows = [](const PartialRows& a, const PartialRows& b, std::int64_t width,
+                             const MergeWeights& weights) {
+    HWY_DYNAMIC_DISPATCH(ClMergeRows)(a, b, width, weights);
+  };
+  merge_partial_rows(rows, counts.data(), groups, C, merge_rows, moments);
 }
 
 template <class T>
