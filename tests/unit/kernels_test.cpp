@@ -14,6 +14,7 @@
 #include "bnorm/functional.hpp"
 #include "bnorm/fused.hpp"
 #include "bnorm/kernels.hpp"
+#include "bnorm/phases.hpp"
 #include "support/problems.hpp"
 #include "support/support.hpp"
 
@@ -28,6 +29,11 @@ using test::ScopedThreads;
 template <class T>
 struct Result {
   std::vector<T> y, mean, var, dx, dgamma, dbeta;
+  // The double statistics and sums of the phases (channel_moments, backward_sums): count, mean
+  // and M2, then sum dy and sum dy * x_hat, per channel. The outputs above are rounded from
+  // them and can agree where these still differ in their last bits (a merge order that depends
+  // on the thread count, say).
+  std::vector<double> phases;
 };
 
 template <class T>
@@ -61,6 +67,14 @@ Result<T> run(const Problem& p, const std::string& kernel, int threads, bool in_
     backward(std::span<const T>(x), std::span<const T>(dy), g, gamma, r.mean, r.var, T(1e-3),
              std::span<T>(r.dx), r.dgamma, r.dbeta);
   }
+  std::vector<Moments> moments(g.channels);
+  channel_moments(std::span<const T>(x), g, moments);
+  std::vector<double> sum_dy(g.channels), sum_dy_xhat(g.channels);
+  backward_sums(std::span<const T>(x), std::span<const T>(dy), g, std::span<const T>(r.mean),
+                std::span<const T>(r.var), 1e-3, sum_dy, sum_dy_xhat);
+  for (const Moments& m : moments) r.phases.insert(r.phases.end(), {m.count, m.mean, m.m2});
+  r.phases.insert(r.phases.end(), sum_dy.begin(), sum_dy.end());
+  r.phases.insert(r.phases.end(), sum_dy_xhat.begin(), sum_dy_xhat.end());
   return r;
 }
 
@@ -188,7 +202,8 @@ TEST(Kernels, BitwiseIdenticalForAnyThreadCountAndRepeatedCalls) {
         const auto many = run<float>(p, kernel, threads, false);
         EXPECT_TRUE(bitwise_equal(one.mean, many.mean) && bitwise_equal(one.var, many.var) &&
                     bitwise_equal(one.y, many.y) && bitwise_equal(one.dx, many.dx) &&
-                    bitwise_equal(one.dgamma, many.dgamma) && bitwise_equal(one.dbeta, many.dbeta))
+                    bitwise_equal(one.dgamma, many.dgamma) &&
+                    bitwise_equal(one.dbeta, many.dbeta) && bitwise_equal(one.phases, many.phases))
             << kernel << " on " << p.name() << " differs between 1 and " << threads << " threads";
       }
       const auto again = run<float>(p, kernel, 1, false);
