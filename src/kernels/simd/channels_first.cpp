@@ -103,7 +103,7 @@ double LeafShift(const T* x, const Geometry& g, std::int64_t c, std::int64_t beg
                  std::int64_t end) {
   if constexpr (std::is_same_v<T, float>) {
     Sum4F sum;
-    ForEachRun(g, c, begin, end, [&](std::int64_t at, size_t n) { AddRunF(x + at, n, sum); });
+    ForEachRun(g, c, begin, end, [&](std::int64_t at, size_t n) { AddRun(x + at, n, sum); });
     const double total = sum.total();
     if (std::isfinite(total)) return total;
   }

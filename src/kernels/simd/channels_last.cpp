@@ -42,21 +42,21 @@ namespace {
 // Measured at 1 thread, NHWC float (us, before -> after): moments 32x2048x7x7 918 -> 399,
 // 32x1024x14x14 2,128 -> 1,004.
 constexpr int kRowBlock = 8;
-// Both wide traversals prefetch whole blocks of rows about kPrefetchBytes ahead, and at least
+// Both wide traversals prefetch whole blocks of rows about kRowPrefetchBytes ahead, and at least
 // one block ahead: the hardware prefetcher alone, seeing eight interleaved row streams, left the
 // bus idle a third of the time. Measured at 1 thread, NHWC float (us, before -> after): moments
 // 32x64x112x112 7,500 -> 3,450, 32x512x28x28 3,420 -> 1,820; sums C = 64 1,720 -> 1,190, C = 128
 // 1,070 -> 580, C = 512 4,970 -> 4,070 (blocks of 8 KiB and more gained nothing with 32 KiB).
-constexpr std::int64_t kPrefetchBytes = 8192;
+constexpr std::int64_t kRowPrefetchBytes = 8192;
 
-// How many values ahead a block of kRowBlock rows of `width` of C channels prefetches: whole
-// blocks, kPrefetchBytes or at least one block ahead, and only for blocks of whole rows (a
-// strip of channels reads only part of each line it would fetch).
+// How many blocks of kRowBlock rows ahead a block of `width` of C channels prefetches: about
+// kRowPrefetchBytes and at least one, and none for a strip of channels (it reads only part of
+// each line it would fetch).
 template <class T>
 HWY_INLINE std::int64_t PrefetchBlocks(size_t width, std::int64_t C) {
   if (width != static_cast<size_t>(C)) return 0;
   const std::int64_t block_bytes = kRowBlock * C * static_cast<std::int64_t>(sizeof(T));
-  return std::max<std::int64_t>(1, kPrefetchBytes / block_bytes);
+  return std::max<std::int64_t>(1, kRowPrefetchBytes / block_bytes);
 }
 
 // Loads of `width` channels at q + k widened to double, zeros past width.

@@ -123,43 +123,15 @@ HWY_INLINE void MergeRows(const PartialRows& a, const double* HWY_RESTRICT b_mea
   }
 }
 
-// Four independent accumulators hide the latency of the adds.
+// Four independent accumulators hide the latency of the adds: of doubles (Sum4) or, for a
+// float sum that only needs to be close (a leaf's first pass), of floats (Sum4F).
 struct Sum4 {
+  using D = DD;
   VD s0, s1, s2, s3;
   Sum4() : s0(hn::Zero(DD())), s1(s0), s2(s0), s3(s0) {}
   double total() const { return ReduceSum(hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))); }
 };
 
-// How far ahead of the loads the first pass over a run prefetches. A channel's runs are short
-// (one H*W plane) and far apart, so the hardware prefetchers, which stop at page boundaries,
-// keep too little in flight for one core to reach DRAM bandwidth on its own.
-inline constexpr size_t kPrefetchBytes = 2048;
-
-// acc += p[0..n) (in double).
-template <class T>
-HWY_INLINE void AddRun(const T* HWY_RESTRICT p, size_t n, Sum4& acc) {
-  const size_t N = hn::Lanes(DD());
-  constexpr size_t kAhead = kPrefetchBytes / sizeof(T);
-  size_t i = 0;
-  for (; i + 4 * N + kAhead <= n; i += 4 * N) {
-    hwy::Prefetch(p + i + kAhead);
-    hwy::Prefetch(p + i + kAhead + 2 * N);
-    acc.s0 = hn::Add(acc.s0, LoadWide(p + i));
-    acc.s1 = hn::Add(acc.s1, LoadWide(p + i + N));
-    acc.s2 = hn::Add(acc.s2, LoadWide(p + i + 2 * N));
-    acc.s3 = hn::Add(acc.s3, LoadWide(p + i + 3 * N));
-  }
-  for (; i + 4 * N <= n; i += 4 * N) {
-    acc.s0 = hn::Add(acc.s0, LoadWide(p + i));
-    acc.s1 = hn::Add(acc.s1, LoadWide(p + i + N));
-    acc.s2 = hn::Add(acc.s2, LoadWide(p + i + 2 * N));
-    acc.s3 = hn::Add(acc.s3, LoadWide(p + i + 3 * N));
-  }
-  for (; i + N <= n; i += N) acc.s0 = hn::Add(acc.s0, LoadWide(p + i));
-  if (i < n) acc.s1 = hn::Add(acc.s1, LoadWideTail(p + i, n - i));
-}
-
-// Four float accumulators (the first pass of a float leaf, which only needs a shift).
 struct Sum4F {
   using D = hn::ScalableTag<float>;
   hn::Vec<D> s0, s1, s2, s3;
@@ -170,27 +142,49 @@ struct Sum4F {
   }
 };
 
-// acc += p[0..n) in float lanes: a quarter of the work of AddRun's widened sums.
-HWY_INLINE void AddRunF(const float* HWY_RESTRICT p, size_t n, Sum4F& acc) {
-  const Sum4F::D d;
+// How far ahead of the loads the first pass over a run prefetches. A channel's runs are short
+// (one H*W plane) and far apart, so the hardware prefetchers, which stop at page boundaries,
+// keep too little in flight for one core to reach DRAM bandwidth on its own.
+inline constexpr size_t kPrefetchBytes = 2048;
+
+// acc += p[0..n), in acc's lanes: Sum4 widens the values to double, Sum4F takes float values as
+// they are (a quarter of the work).
+template <class Acc, class T>
+HWY_INLINE void AddRun(const T* HWY_RESTRICT p, size_t n, Acc& acc) {
+  using D = typename Acc::D;
+  const D d;
   const size_t N = hn::Lanes(d);
-  constexpr size_t kAhead = kPrefetchBytes / sizeof(float);
+  const auto load = [&](size_t i) {
+    if constexpr (std::is_same_v<hn::TFromD<D>, T>) {
+      return hn::LoadU(d, p + i);
+    } else {
+      return LoadWide(p + i);
+    }
+  };
+  constexpr size_t kAhead = kPrefetchBytes / sizeof(T);
+  constexpr size_t kLine = 64 / sizeof(T);
   size_t i = 0;
   for (; i + 4 * N + kAhead <= n; i += 4 * N) {
-    for (size_t q = 0; q < 4 * N; q += 64 / sizeof(float)) hwy::Prefetch(p + i + kAhead + q);
-    acc.s0 = hn::Add(acc.s0, hn::LoadU(d, p + i));
-    acc.s1 = hn::Add(acc.s1, hn::LoadU(d, p + i + N));
-    acc.s2 = hn::Add(acc.s2, hn::LoadU(d, p + i + 2 * N));
-    acc.s3 = hn::Add(acc.s3, hn::LoadU(d, p + i + 3 * N));
+    for (size_t q = 0; q < 4 * N; q += kLine) hwy::Prefetch(p + i + kAhead + q);
+    acc.s0 = hn::Add(acc.s0, load(i));
+    acc.s1 = hn::Add(acc.s1, load(i + N));
+    acc.s2 = hn::Add(acc.s2, load(i + 2 * N));
+    acc.s3 = hn::Add(acc.s3, load(i + 3 * N));
   }
   for (; i + 4 * N <= n; i += 4 * N) {
-    acc.s0 = hn::Add(acc.s0, hn::LoadU(d, p + i));
-    acc.s1 = hn::Add(acc.s1, hn::LoadU(d, p + i + N));
-    acc.s2 = hn::Add(acc.s2, hn::LoadU(d, p + i + 2 * N));
-    acc.s3 = hn::Add(acc.s3, hn::LoadU(d, p + i + 3 * N));
+    acc.s0 = hn::Add(acc.s0, load(i));
+    acc.s1 = hn::Add(acc.s1, load(i + N));
+    acc.s2 = hn::Add(acc.s2, load(i + 2 * N));
+    acc.s3 = hn::Add(acc.s3, load(i + 3 * N));
   }
-  for (; i + N <= n; i += N) acc.s0 = hn::Add(acc.s0, hn::LoadU(d, p + i));
-  if (i < n) acc.s1 = hn::Add(acc.s1, LoadTail(d, p + i, n - i));
+  for (; i + N <= n; i += N) acc.s0 = hn::Add(acc.s0, load(i));
+  if (i < n) {
+    if constexpr (std::is_same_v<hn::TFromD<D>, T>) {
+      acc.s1 = hn::Add(acc.s1, LoadTail(d, p + i, n - i));
+    } else {
+      acc.s1 = hn::Add(acc.s1, LoadWideTail(p + i, n - i));
+    }
+  }
 }
 
 // r = p - mean: residual += r, square += r * r, over p[0..n) (in double).
