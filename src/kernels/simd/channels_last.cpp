@@ -46,18 +46,30 @@ constexpr int kRowBlock = 8;
 // one block ahead: the hardware prefetcher alone, seeing eight interleaved row streams, left the
 // bus idle a third of the time. Measured at 1 thread, NHWC float (us, before -> after): moments
 // 32x64x112x112 7,500 -> 3,450, 32x512x28x28 3,420 -> 1,820; sums C = 64 1,720 -> 1,190, C = 128
-// 1,070 -> 580, C = 512 4,970 -> 4,070 (blocks of 8 KiB and more gained nothing with 32 KiB).
+// 1,070 -> 580, C = 512 4,970 -> 4,070 (distances of 16 and 32 KiB measured no better overall).
 constexpr std::int64_t kRowPrefetchBytes = 8192;
 
-// How many blocks of kRowBlock rows ahead a block of `width` of C channels prefetches: about
-// kRowPrefetchBytes and at least one, and none for a strip of channels (it reads only part of
-// each line it would fetch).
+// The prefetch distance of a traversal over blocks of kRowBlock rows of `width` of C channels:
+// whole blocks, about kRowPrefetchBytes and at least one; none for a strip of channels (it reads
+// only part of each line it would fetch).
 template <class T>
-HWY_INLINE std::int64_t PrefetchBlocks(size_t width, std::int64_t C) {
-  if (width != static_cast<size_t>(C)) return 0;
-  const std::int64_t block_bytes = kRowBlock * C * static_cast<std::int64_t>(sizeof(T));
-  return std::max<std::int64_t>(1, kRowPrefetchBytes / block_bytes);
-}
+class RowPrefetch {
+ public:
+  RowPrefetch(size_t width, std::int64_t C) : block_values_(kRowBlock * C) {
+    if (width != static_cast<size_t>(C)) return;
+    const std::int64_t block_bytes = block_values_ * static_cast<std::int64_t>(sizeof(T));
+    blocks_ = std::max<std::int64_t>(1, kRowPrefetchBytes / block_bytes);
+  }
+  // Values ahead of the block at row r, 0 (none) where the prefetched block would pass row end.
+  size_t Ahead(std::int64_t r, std::int64_t end) const {
+    const bool room = r + (blocks_ + 1) * kRowBlock <= end;
+    return static_cast<size_t>(room ? blocks_ * block_values_ : 0);
+  }
+
+ private:
+  std::int64_t block_values_;
+  std::int64_t blocks_ = 0;
+};
 
 // Loads of `width` channels at q + k widened to double, zeros past width.
 template <class T>
@@ -151,8 +163,7 @@ void TileMomentsWide(const T* x, const Geometry& g, std::int64_t c0, std::int64_
   std::fill_n(shift, padded, 0.0);
   *count = 0;
   // Prefetches may run past the tile into the next one, never past the tensor.
-  const std::int64_t block_values = kRowBlock * g.channels;
-  const std::int64_t blocks_ahead = PrefetchBlocks<T>(w, g.channels);
+  const RowPrefetch<T> prefetch(w, g.channels);
   for (std::int64_t l = first; l < last; ++l) {
     const std::int64_t r0 = l * leaf;
     const std::int64_t r1 = std::min(g.outer, r0 + leaf);
@@ -163,10 +174,8 @@ void TileMomentsWide(const T* x, const Geometry& g, std::int64_t c0, std::int64_
     std::fill_n(square, padded, 0.0);
     std::int64_t r = r0;
     for (; r + kRowBlock <= r1; r += kRowBlock) {
-      const bool room = r + (blocks_ahead + 1) * kRowBlock <= g.outer;
-      const auto ahead = static_cast<size_t>(room ? blocks_ahead * block_values : 0);
-      AddShiftedRows<kRowBlock>(x + r * g.channels + c0, g.channels, kRowBlock, w, ahead, shift,
-                                sum, square);
+      AddShiftedRows<kRowBlock>(x + r * g.channels + c0, g.channels, kRowBlock, w,
+                                prefetch.Ahead(r, g.outer), shift, sum, square);
     }
     if (r < r1) {
       AddShiftedRows<0>(x + r * g.channels + c0, g.channels, static_cast<int>(r1 - r), w, 0, shift,
@@ -262,13 +271,11 @@ void RowSumsWide(const T* x, const T* dy, const Geometry& g, std::int64_t c0, st
   std::fill_n(s_xc, padded, 0.0);
   const std::int64_t C = g.channels;
   // Prefetches stay within [r0, r1): the last blocks prefetch nothing.
-  const std::int64_t block_values = kRowBlock * C;
-  const std::int64_t blocks_ahead = PrefetchBlocks<T>(w, C);
+  const RowPrefetch<T> prefetch(w, C);
   std::int64_t r = r0;
   for (; r + kRowBlock <= r1; r += kRowBlock) {
-    const bool room = r + (blocks_ahead + 1) * kRowBlock <= r1;
-    const auto ahead = static_cast<size_t>(room ? blocks_ahead * block_values : 0);
-    AddSumsRows<kRowBlock>(x + r * C + c0, dy + r * C + c0, C, kRowBlock, w, ahead, m, s, s_xc);
+    AddSumsRows<kRowBlock>(x + r * C + c0, dy + r * C + c0, C, kRowBlock, w, prefetch.Ahead(r, r1),
+                           m, s, s_xc);
   }
   if (r < r1) {
     AddSumsRows<0>(x + r * C + c0, dy + r * C + c0, C, static_cast<int>(r1 - r), w, 0, m, s, s_xc);
