@@ -9,8 +9,8 @@
 //               [google benchmark flags]
 //
 // PyTorch picks its kernels' instruction set (ATEN_CPU_CAPABILITY) once per process, so the
-// libtorch baseline runs in one child process of bnorm-bench per capability (each one this
-// binary with --torch-child), at the same problems, threads and timing settings; each becomes a
+// libtorch baseline runs in one child process of bnorm-bench per capability (this binary with
+// --peer-child, peer_process.hpp), timed row by row beside bnorm and oneDNN; each becomes a
 // column named after the capability PyTorch reports, and the best of them is the peer.
 // "auto" is PyTorch's own choice (ATEN_CPU_CAPABILITY unset); the default list adds "avx512"
 // where the CPU has AVX-512, since PyTorch 1.13 does not pick it by itself.
@@ -19,20 +19,15 @@
 #include <fmt/format.h>
 #include <malloc.h>
 #include <omp.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -40,6 +35,7 @@
 #include "bandwidth.hpp"
 #include "bench.hpp"
 #include "bnorm/kernels.hpp"
+#include "peer_process.hpp"
 #include "report.hpp"
 
 #ifndef BNORM_BENCH_PROBLEMS
@@ -84,9 +80,8 @@ struct Options {
   std::string png;
   std::string command;
   std::vector<std::string> torch_capabilities = default_torch_capabilities();
-  std::string torch_child;          // --torch-child=path: libtorch only, results to path
-  std::vector<std::string> passed;  // our flags, as given, for the children
-  std::vector<std::string> gbench;  // Google Benchmark's flags, for the children
+  bool peer_child = false;          // --peer-child: serve libtorch timings (peer_process.hpp)
+  std::vector<std::string> passed;  // our flags that choose and time the problems, for children
 };
 
 // Takes our flags out of argv (the rest goes to Google Benchmark).
@@ -136,11 +131,10 @@ Options parse(int& argc, char** argv) {
       o.png = v;
     } else if (key == "--torch-capabilities") {
       o.torch_capabilities = split(v);
-    } else if (key == "--torch-child") {
-      o.torch_child = v;
+    } else if (a == "--peer-child") {
+      o.peer_child = true;
     } else {
       argv[kept++] = argv[i];
-      o.gbench.push_back(a);
       continue;
     }
     if (key == "--problems" || key == "--threads" || key == "--ops" || key == "--filter" ||
@@ -257,51 +251,19 @@ void keep_freed_memory() {
   mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
 }
 
-#if defined(BNORM_BENCH_WITH_TORCH)
-// What a --torch-child run hands back: its column's name, configuration and medians.
-struct ChildResult {
-  std::string name, configuration;
-  std::map<std::string, double> seconds;
-};
-
-// Runs this binary with --torch-child under ATEN_CPU_CAPABILITY=capability ("auto": unset).
-ChildResult run_torch_child(const std::string& capability, const Options& o) {
-  char tmpl[] = "/tmp/bnorm-bench-torch-XXXXXX";
-  const int fd = ::mkstemp(tmpl);
-  if (fd < 0) throw std::runtime_error("cannot create a temporary file for --torch-child");
-  ::close(fd);
-  const std::string out = tmpl;
-  std::vector<std::string> args = {"/proc/self/exe", "--torch-child=" + out};
-  args.insert(args.end(), o.passed.begin(), o.passed.end());
-  args.insert(args.end(), o.gbench.begin(), o.gbench.end());
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (std::string(*e).rfind("ATEN_CPU_CAPABILITY=", 0) != 0) env.emplace_back(*e);
+// The child processes of --torch-capabilities, one per capability, started in order.
+std::vector<std::unique_ptr<PeerProcess>> start_torch_children(const Options& o) {
+  std::vector<std::unique_ptr<PeerProcess>> children;
+  for (const auto& capability : o.torch_capabilities) {
+    std::vector<std::string> args = {"/proc/self/exe", "--peer-child"};
+    args.insert(args.end(), o.passed.begin(), o.passed.end());
+    fmt::print("PyTorch at ATEN_CPU_CAPABILITY={}: a child process\n", capability);
+    children.push_back(std::make_unique<PeerProcess>(
+        args, "ATEN_CPU_CAPABILITY",
+        capability == "auto" ? "" : "ATEN_CPU_CAPABILITY=" + capability));
   }
-  if (capability != "auto") env.push_back("ATEN_CPU_CAPABILITY=" + capability);
-  std::vector<char*> argp, envp;
-  for (auto& a : args) argp.push_back(a.data());
-  for (auto& e : env) envp.push_back(e.data());
-  argp.push_back(nullptr);
-  envp.push_back(nullptr);
-  fmt::print("\nPyTorch, ATEN_CPU_CAPABILITY={}: a child process\n", capability);
-  std::fflush(stdout);
-  pid_t pid = 0;
-  int status = 0;
-  if (::posix_spawn(&pid, argp[0], nullptr, nullptr, argp.data(), envp.data()) != 0 ||
-      ::waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::remove(out.c_str());
-    throw std::runtime_error(
-        fmt::format("the libtorch child at ATEN_CPU_CAPABILITY={} failed", capability));
-  }
-  nlohmann::json j;
-  std::ifstream(out) >> j;
-  std::remove(out.c_str());
-  ChildResult r{j.at("implementation"), j.at("configuration"), {}};
-  for (const auto& [name, s] : j.at("seconds").items()) r.seconds[name] = s.get<double>();
-  return r;
+  return children;
 }
-#endif
 
 int main_impl(int argc, char** argv) {
   keep_freed_memory();
@@ -315,36 +277,30 @@ int main_impl(int argc, char** argv) {
   }
   std::vector<Implementation> impls = implementations();
   if (o.with_plain) impls.push_back(bnorm_implementation("plain"));
-  std::vector<std::pair<std::string, std::string>> configurations;  // for columns run elsewhere
-  std::map<std::string, double> child_seconds;
+  std::vector<std::unique_ptr<PeerProcess>> children;  // columns timed in child processes
 #if defined(BNORM_BENCH_WITH_TORCH)
-  const bool torch_in_children = o.torch_child.empty() && !o.torch_capabilities.empty();
   const auto is_torch = [](const Implementation& i) { return i.name.rfind("PyTorch", 0) == 0; };
-  if (!o.torch_child.empty()) {
+  if (o.peer_child) {
     std::erase_if(impls, [&](const Implementation& i) { return !is_torch(i); });
-  } else if (torch_in_children) {
-    std::erase_if(impls, is_torch);
+    if (impls.empty()) throw std::runtime_error("--peer-child: no libtorch in this build");
+    if (o.check && !check_all(problems, o, impls)) return 1;
+    return serve_peer_requests(impls.front(), problems, inputs_for, o.min_time, o.repetitions);
   }
+  const bool torch_in_children = !o.torch_capabilities.empty();
+  if (torch_in_children) std::erase_if(impls, is_torch);
 #endif
   if (o.check && !check_all(problems, o, impls)) {
     fmt::print(stderr, "bnorm-bench: --check failed\n");
     return 1;
   }
 #if defined(BNORM_BENCH_WITH_TORCH)
-  if (torch_in_children) {
-    for (const auto& capability : o.torch_capabilities) {
-      ChildResult r = run_torch_child(capability, o);
-      configurations.emplace_back(r.name, r.configuration);
-      child_seconds.insert(r.seconds.begin(), r.seconds.end());
-    }
-  }
+  if (torch_in_children) children = start_torch_children(o);
 #endif
   // Probes at each tensor size and at DRAM size, per thread count.
   std::vector<std::int64_t> sizes = {kDramProbeBytes};
   for (const Problem& p : problems) sizes.push_back(p.bytes());
   std::sort(sizes.begin(), sizes.end());
   sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
-  if (!o.torch_child.empty()) sizes.clear();  // the parent probes
   for (const int threads : o.threads) {
     for (const std::int64_t bytes : sizes) {
       for (const char* kind : {"copy", "read"}) {
@@ -381,22 +337,31 @@ int main_impl(int argc, char** argv) {
               });
           configure(b, o);
         }
+        for (std::size_t c = 0; c < children.size(); ++c) {
+          PeerProcess* child = children[c].get();
+          const std::size_t index = static_cast<std::size_t>(&p - problems.data());
+          // Timed by the child (median of its repetitions); reported as one manual-time run.
+          benchmark::RegisterBenchmark(bench_name(p, op, threads, child->name()).c_str(),
+                                       [child, index, op, threads](benchmark::State& state) {
+                                         const double s = child->measure(index, op, threads);
+                                         for (auto _ : state) {
+                                           if (s < 0) {
+                                             state.SkipWithError("not supported");
+                                           } else {
+                                             state.SetIterationTime(s);
+                                           }
+                                         }
+                                       })
+              ->Unit(benchmark::kMicrosecond)
+              ->UseManualTime()
+              ->Iterations(1);
+        }
       }
     }
   }
   Collector collector;
   benchmark::RunSpecifiedBenchmarks(&collector);
   benchmark::Shutdown();
-
-  if (!o.torch_child.empty()) {
-    nlohmann::json j;
-    j["implementation"] = impls.at(0).name;
-    j["configuration"] = impls.at(0).describe();
-    j["seconds"] = collector.seconds;
-    std::ofstream(o.torch_child) << j.dump() << "\n";
-    return 0;
-  }
-  collector.seconds.insert(child_seconds.begin(), child_seconds.end());
 
   // Summary.
   Report report;
@@ -405,9 +370,9 @@ int main_impl(int argc, char** argv) {
     report.implementations.push_back(impl.name);
     if (impl.describe != nullptr) report.configurations.emplace_back(impl.name, impl.describe());
   }
-  for (const auto& [name, configuration] : configurations) {
-    report.implementations.push_back(name);
-    report.configurations.emplace_back(name, configuration);
+  for (const auto& child : children) {
+    report.implementations.push_back(child->name());
+    report.configurations.emplace_back(child->name(), child->configuration());
   }
   for (const int threads : o.threads) {
     for (const std::int64_t bytes : sizes) {
