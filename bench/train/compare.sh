@@ -11,7 +11,12 @@
 # its own choice (unset) and, where the CPU has AVX-512, avx512 (PyTorch 1.13 does not pick it by
 # itself). The faster of them per network is the figure compared; every run is listed below the
 # table with its capability and BLAS.
+#
+# Both sides run without OMP_PROC_BIND/OMP_PLACES (scripts/bench exports them for bnorm-bench):
+# with them, libgomp pins the process's first thread to one core when PyTorch loads, OpenBLAS
+# (pthreads) then sees one CPU and runs every GEMM on one thread whatever THREADS says.
 set -euo pipefail
+unset OMP_PROC_BIND OMP_PLACES
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:?usage: compare.sh BUILD_DIR [THREADS] [SECONDS]}
 threads=${2:-1}
