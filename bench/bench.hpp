@@ -67,7 +67,13 @@ struct Implementation {
   // nullptr when the implementation cannot run this (problem, op).
   std::unique_ptr<Runner> (*make)(const Problem& p, Op op, const Inputs& in);
   void (*set_threads)(int threads);
+  // The configuration it runs in, for the report (library version, ISA, what it dispatched to).
+  std::string (*describe)() = nullptr;
 };
+
+// The file a loaded shared library whose path contains `needle` resolves to (from
+// /proc/self/maps, links followed: Debian's BLAS alternatives), or "none".
+std::string loaded_library(const std::string& needle);
 
 std::vector<Implementation> implementations();  // bnorm first, then the compiled-in baselines
 Implementation bnorm_implementation(const std::string& kernel);  // "" = automatic

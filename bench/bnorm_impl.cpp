@@ -67,12 +67,18 @@ void set_omp_threads(int threads) {
   omp_set_num_threads(threads);
 }
 
+std::string describe_bnorm() {
+  return "bnorm's SIMD kernels (Highway target " + simd_target_name() +
+         ", runtime dispatch), OpenMP threads";
+}
+
 }  // namespace
 
 Implementation bnorm_implementation(const std::string& kernel) {
   Implementation impl;
   impl.name = kernel.empty() ? "bnorm" : "bnorm[" + kernel + "]";
   impl.set_threads = set_omp_threads;
+  impl.describe = describe_bnorm;
   if (kernel.empty()) {
     impl.make = [](const Problem& p, Op op, const Inputs& in) -> std::unique_ptr<Runner> {
       return std::make_unique<BnormRunner>(p, op, in, "");

@@ -5,7 +5,16 @@
 //
 //   bnorm-bench [--problems=a.txt,b.txt] [--threads=1,2] [--ops=forward,inference,backward]
 //               [--filter=substring] [--check] [--with-plain] [--min-time=s] [--repetitions=n]
-//               [--json=path] [--md=path] [--png=path] [google benchmark flags]
+//               [--json=path] [--md=path] [--png=path] [--torch-capabilities=auto,avx512]
+//               [google benchmark flags]
+//
+// PyTorch picks its kernels' instruction set (ATEN_CPU_CAPABILITY) once per process, so the
+// libtorch baseline runs in one child process of bnorm-bench per capability (this binary with
+// --peer-child, peer_process.hpp), timed row by row beside bnorm and oneDNN; each becomes a
+// column named after the capability PyTorch reports, and the best of them is the peer.
+// "auto" is PyTorch's own choice (ATEN_CPU_CAPABILITY unset); the default list adds "avx512"
+// where the CPU has AVX-512, since PyTorch 1.13 does not pick it by itself.
+// --torch-capabilities= (empty) runs libtorch in this process, as the environment says.
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 #include <malloc.h>
@@ -13,6 +22,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <limits>
@@ -25,6 +35,7 @@
 #include "bandwidth.hpp"
 #include "bench.hpp"
 #include "bnorm/kernels.hpp"
+#include "peer_process.hpp"
 #include "report.hpp"
 
 #ifndef BNORM_BENCH_PROBLEMS
@@ -43,6 +54,18 @@ std::vector<std::string> split(const std::string& s) {
   return parts;
 }
 
+std::vector<std::string> default_torch_capabilities() {
+  std::vector<std::string> caps = {"auto"};
+#if defined(__x86_64__)
+  // PyTorch 1.13's own test for its AVX512 kernels (aten/src/ATen/native/DispatchStub.cpp).
+  if (__builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma")) {
+    caps.emplace_back("avx512");
+  }
+#endif
+  return caps;
+}
+
 struct Options {
   std::vector<std::string> problem_files = {BNORM_BENCH_PROBLEMS};
   std::vector<int> threads = {1, 2};
@@ -56,6 +79,9 @@ struct Options {
   std::string md;
   std::string png;
   std::string command;
+  std::vector<std::string> torch_capabilities = default_torch_capabilities();
+  bool peer_child = false;          // --peer-child: serve libtorch timings (peer_process.hpp)
+  std::vector<std::string> passed;  // our flags that choose and time the problems, for children
 };
 
 // Takes our flags out of argv (the rest goes to Google Benchmark).
@@ -103,8 +129,17 @@ Options parse(int& argc, char** argv) {
       o.md = v;
     } else if (key == "--png") {
       o.png = v;
+    } else if (key == "--torch-capabilities") {
+      o.torch_capabilities = split(v);
+    } else if (a == "--peer-child") {
+      o.peer_child = true;
     } else {
       argv[kept++] = argv[i];
+      continue;
+    }
+    if (key == "--problems" || key == "--threads" || key == "--ops" || key == "--filter" ||
+        a == "--check" || key == "--min-time" || key == "--repetitions") {
+      o.passed.push_back(a);
     }
   }
   argc = kept;
@@ -216,6 +251,20 @@ void keep_freed_memory() {
   mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
 }
 
+// The child processes of --torch-capabilities, one per capability, started in order.
+std::vector<std::unique_ptr<PeerProcess>> start_torch_children(const Options& o) {
+  std::vector<std::unique_ptr<PeerProcess>> children;
+  for (const auto& capability : o.torch_capabilities) {
+    std::vector<std::string> args = {"/proc/self/exe", "--peer-child"};
+    args.insert(args.end(), o.passed.begin(), o.passed.end());
+    fmt::print("PyTorch at ATEN_CPU_CAPABILITY={}: a child process\n", capability);
+    children.push_back(std::make_unique<PeerProcess>(
+        args, "ATEN_CPU_CAPABILITY",
+        capability == "auto" ? "" : "ATEN_CPU_CAPABILITY=" + capability));
+  }
+  return children;
+}
+
 int main_impl(int argc, char** argv) {
   keep_freed_memory();
   Options o = parse(argc, argv);
@@ -228,10 +277,25 @@ int main_impl(int argc, char** argv) {
   }
   std::vector<Implementation> impls = implementations();
   if (o.with_plain) impls.push_back(bnorm_implementation("plain"));
+  std::vector<std::unique_ptr<PeerProcess>> children;  // columns timed in child processes
+#if defined(BNORM_BENCH_WITH_TORCH)
+  const auto is_torch = [](const Implementation& i) { return i.name.rfind("PyTorch", 0) == 0; };
+  if (o.peer_child) {
+    std::erase_if(impls, [&](const Implementation& i) { return !is_torch(i); });
+    if (impls.empty()) throw std::runtime_error("--peer-child: no libtorch in this build");
+    if (o.check && !check_all(problems, o, impls)) return 1;
+    return serve_peer_requests(impls.front(), problems, inputs_for, o.min_time, o.repetitions);
+  }
+  const bool torch_in_children = !o.torch_capabilities.empty();
+  if (torch_in_children) std::erase_if(impls, is_torch);
+#endif
   if (o.check && !check_all(problems, o, impls)) {
     fmt::print(stderr, "bnorm-bench: --check failed\n");
     return 1;
   }
+#if defined(BNORM_BENCH_WITH_TORCH)
+  if (torch_in_children) children = start_torch_children(o);
+#endif
   // Probes at each tensor size and at DRAM size, per thread count.
   std::vector<std::int64_t> sizes = {kDramProbeBytes};
   for (const Problem& p : problems) sizes.push_back(p.bytes());
@@ -273,6 +337,25 @@ int main_impl(int argc, char** argv) {
               });
           configure(b, o);
         }
+        for (std::size_t c = 0; c < children.size(); ++c) {
+          PeerProcess* child = children[c].get();
+          const std::size_t index = static_cast<std::size_t>(&p - problems.data());
+          // Timed by the child (median of its repetitions); reported as one manual-time run.
+          benchmark::RegisterBenchmark(bench_name(p, op, threads, child->name()).c_str(),
+                                       [child, index, op, threads](benchmark::State& state) {
+                                         const double s = child->measure(index, op, threads);
+                                         for (auto _ : state) {
+                                           if (s < 0) {
+                                             state.SkipWithError("not supported");
+                                           } else {
+                                             state.SetIterationTime(s);
+                                           }
+                                         }
+                                       })
+              ->Unit(benchmark::kMicrosecond)
+              ->UseManualTime()
+              ->Iterations(1);
+        }
       }
     }
   }
@@ -283,7 +366,14 @@ int main_impl(int argc, char** argv) {
   // Summary.
   Report report;
   report.command = o.command;
-  for (const auto& impl : impls) report.implementations.push_back(impl.name);
+  for (const auto& impl : impls) {
+    report.implementations.push_back(impl.name);
+    if (impl.describe != nullptr) report.configurations.emplace_back(impl.name, impl.describe());
+  }
+  for (const auto& child : children) {
+    report.implementations.push_back(child->name());
+    report.configurations.emplace_back(child->name(), child->configuration());
+  }
   for (const int threads : o.threads) {
     for (const std::int64_t bytes : sizes) {
       const auto copy = collector.seconds.find(probe_name("copy", bytes, threads));
@@ -298,8 +388,8 @@ int main_impl(int argc, char** argv) {
     for (const Op op : o.ops) {
       for (const int threads : o.threads) {
         Row row{p, op, threads, {}};
-        for (const auto& impl : impls) {
-          const auto it = collector.seconds.find(bench_name(p, op, threads, impl.name));
+        for (const auto& impl : report.implementations) {
+          const auto it = collector.seconds.find(bench_name(p, op, threads, impl));
           row.seconds.push_back(it == collector.seconds.end() ? NAN : it->second);
         }
         report.rows.push_back(row);

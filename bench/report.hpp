@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench.hpp"
@@ -26,6 +27,8 @@ struct Row {
 struct Report {
   std::string command;
   std::vector<std::string> implementations;  // [0] is bnorm
+  // (implementation, the configuration it ran in: version, ISA or capability, dispatch)
+  std::vector<std::pair<std::string, std::string>> configurations;
   std::vector<ProbeResult> probes;
   std::vector<Row> rows;
 

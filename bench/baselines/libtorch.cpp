@@ -3,15 +3,54 @@
 // torch.nn.functional.batch_norm and its autograd, on tensors that wrap the shared inputs in the
 // problem's layout (NHWC as a channels_last strided view). Outputs are allocated by ATen per
 // call, as in PyTorch. Threads: at::set_num_threads.
+//
+// PyTorch reads ATEN_CPU_CAPABILITY once, when its first kernel dispatches, so one process runs
+// one capability: bnorm-bench runs this baseline in a child process per capability
+// (--torch-capabilities, main.cpp) and names each column after the capability that PyTorch
+// reports it used ("PyTorch AVX2", "PyTorch AVX512").
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <fmt/format.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <sstream>
+#include <string>
 
 #include "bench.hpp"
 
 namespace bnorm::bench {
 namespace {
+
+// "key" from at::show_config()'s text: a line "  - <key>: value" or a "KEY=value," setting.
+std::string config_value(const std::string& key) {
+  const std::string config = at::show_config();
+  std::istringstream lines(config);
+  for (std::string line; std::getline(lines, line);) {
+    const auto at = line.find(key + ": ");
+    if (at != std::string::npos) return line.substr(at + key.size() + 2);
+  }
+  const auto at = config.find(key + "=");
+  if (at == std::string::npos) return "unknown";
+  const auto begin = at + key.size() + 1;
+  return config.substr(begin, config.find(',', begin) - begin);
+}
+
+// What PyTorch dispatches to in this process: "AVX2", "AVX512", "NO AVX".
+std::string capability() {
+  static const std::string name = config_value("CPU capability usage");
+  return name;
+}
+
+std::string describe_libtorch() {
+  const char* env = std::getenv("ATEN_CPU_CAPABILITY");
+  return fmt::format(
+      "libtorch {} (ATen's batch-norm kernels, at::native_batch_norm*), CPU capability {} "
+      "(ATEN_CPU_CAPABILITY={}); BLAS built against: {}, loaded: {} (batch norm calls no BLAS)",
+      config_value("TORCH_VERSION"), capability(), env != nullptr ? env : "unset",
+      config_value("BLAS_INFO"), loaded_library("libblas"));
+}
 
 at::Tensor wrap(const Problem& p, const Tensor& data) {
   auto* ptr = const_cast<float*>(data.data());
@@ -89,11 +128,12 @@ class TorchRunner final : public Runner {
 
 Implementation libtorch_implementation() {
   Implementation impl;
-  impl.name = "PyTorch";
+  impl.name = "PyTorch " + capability();
   impl.make = [](const Problem& p, Op op, const Inputs& in) -> std::unique_ptr<Runner> {
     return std::make_unique<TorchRunner>(p, op, in);
   };
   impl.set_threads = [](int threads) { at::set_num_threads(threads); };
+  impl.describe = describe_libtorch;
   return impl;
 }
 

@@ -2,14 +2,68 @@
 // and inference with use_global_stats) and batch_normalization_backward, with scale and shift,
 // on the problem's own layout (tag nchw, nhwc or nc). The primitive is created once per runner;
 // run() only executes it. Threads: oneDNN's OpenMP runtime, set with omp_set_num_threads.
+// oneDNN picks its best ISA at run time (ONEDNN_MAX_CPU_ISA unset); the report names the ISA and
+// the implementation each primitive dispatched to (what ONEDNN_VERBOSE=1 would print).
+#include <fmt/format.h>
 #include <omp.h>
 
+#include <cstdlib>
+#include <map>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <string>
 
 #include "bench.hpp"
 
 namespace bnorm::bench {
 namespace {
+
+// Implementation names (impl_info_str, e.g. "bnorm_jit:avx512_core") of every primitive created,
+// with how many primitives chose each.
+std::map<std::string, int>& dispatched() {
+  static std::map<std::string, int> seen;
+  return seen;
+}
+
+const char* isa_name(dnnl::cpu_isa isa) {
+  switch (isa) {
+    case dnnl::cpu_isa::all:
+      return "all";
+    case dnnl::cpu_isa::sse41:
+      return "sse41";
+    case dnnl::cpu_isa::avx:
+      return "avx";
+    case dnnl::cpu_isa::avx2:
+      return "avx2";
+    case dnnl::cpu_isa::avx2_vnni:
+      return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_mic:
+      return "avx512_mic";
+    case dnnl::cpu_isa::avx512_mic_4ops:
+      return "avx512_mic_4ops";
+    case dnnl::cpu_isa::avx512_core:
+      return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx:
+      return "avx512_core_amx";
+  }
+  return "unknown";
+}
+
+std::string describe_onednn() {
+  const dnnl_version_t* v = dnnl_version();
+  const char* max_isa = std::getenv("ONEDNN_MAX_CPU_ISA");
+  std::string impls;
+  for (const auto& [name, count] : dispatched()) {
+    impls += fmt::format("{}{} ({} primitives)", impls.empty() ? "" : ", ", name, count);
+  }
+  return fmt::format(
+      "oneDNN {}.{}.{}, ONEDNN_MAX_CPU_ISA={}, effective ISA {}; implementations dispatched: {}",
+      v->major, v->minor, v->patch, max_isa != nullptr ? max_isa : "unset (all)",
+      isa_name(dnnl::get_effective_cpu_isa()), impls.empty() ? "none yet" : impls);
+}
 
 using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
@@ -75,6 +129,13 @@ class OnednnRunner final : public Runner {
         break;
       }
     }
+    const_dnnl_primitive_desc_t pd = nullptr;
+    const char* info = nullptr;
+    if (dnnl_primitive_get_primitive_desc(primitive_.get(), &pd) == dnnl_success &&
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &info) == dnnl_success &&
+        info != nullptr) {
+      ++dispatched()[info];
+    }
   }
   void run() override {
     primitive_.execute(stream_, args_);
@@ -113,6 +174,7 @@ Implementation onednn_implementation() {
     return std::make_unique<OnednnRunner>(p, op, in);
   };
   impl.set_threads = [](int threads) { omp_set_num_threads(threads); };
+  impl.describe = describe_onednn;
   return impl;
 }
 

@@ -4,14 +4,52 @@ PyTorch, with and without batch norm before each sigmoid: the baseline for bnorm
 
 Same network, same batch, same threads as bench/train/bnorm_train_bench; random data already in
 memory so that only the training step is timed (the data loader is not what is compared).
-Prints one JSON object per configuration: {"framework", "bn", "threads", "steps_per_second"}.
+Prints one JSON object per configuration: {"framework", "bn", "threads", "steps_per_second",
+"capability", "blas"}: the CPU capability PyTorch's kernels dispatch to (ATEN_CPU_CAPABILITY; it
+is read once per process, so bench/train/compare.sh runs this script once per capability) and the
+BLAS that runs the Linear layers' GEMMs.
 Usage: /usr/bin/python3 bench/baselines/torch_mlp_steps.py [--threads N] [--seconds S]
 """
 import argparse
+import ctypes
 import json
+import os
+import re
 import time
 
 import torch
+
+
+def config_value(pattern: str) -> str:
+    match = re.search(pattern, torch.__config__.show())
+    return match.group(1).strip() if match else "unknown"
+
+
+def blas_info() -> str:
+    """The BLAS PyTorch was built against and the one loaded at run time.
+
+    Debian's PyTorch is built against the generic libblas.so.3 (BLAS_INFO=generic), which is
+    whatever Debian's BLAS alternative selects: the reference BLAS (libblas3) or OpenBLAS
+    (libopenblas0-pthread or -openmp) when installed, as a performance-minded user has it.
+    """
+    loaded = "none"
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split()[-1]
+            if os.path.basename(path).startswith("libblas.so"):
+                loaded = os.path.realpath(path)
+                break
+    info = f"BLAS_INFO={config_value(r'BLAS_INFO=([^,]*)')} (build); loaded {loaded}"
+    try:
+        lib = ctypes.CDLL(loaded)
+        lib.openblas_get_config.restype = ctypes.c_char_p
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        info += (f" = OpenBLAS ({lib.openblas_get_config().decode().strip()}; core "
+                 f"{lib.openblas_get_corename().decode()}; {lib.openblas_get_num_threads()} "
+                 f"thread(s))")
+    except (OSError, AttributeError):
+        info += " (no OpenBLAS symbols: the reference BLAS)"
+    return info
 
 
 def make_model(bn: bool) -> torch.nn.Module:
@@ -69,11 +107,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=60)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    capability = config_value(r"CPU capability usage: (.*)")
+    blas = blas_info()
     for bn in (False, True):
         sps = measure(bn, args.seconds, args.batch)
         print(json.dumps({"framework": f"pytorch {torch.__version__}", "bn": bn,
                           "threads": args.threads, "batch": args.batch,
-                          "steps_per_second": round(sps, 1)}), flush=True)
+                          "steps_per_second": round(sps, 1), "capability": capability,
+                          "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY", "unset"),
+                          "blas": blas}), flush=True)
 
 
 if __name__ == "__main__":

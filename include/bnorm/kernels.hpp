@@ -23,6 +23,11 @@ void set_kernel(std::string_view name);
 // The name of the implementation that a call on g with this element size would run.
 [[nodiscard]] std::string kernel_for(const Geometry& g, bool is_double);
 
+// The instruction set the SIMD kernels dispatch to on this CPU, as Google Highway names it
+// ("AVX3_ZEN4", "AVX3", "AVX2", "SSE4", "NEON", ...; "none" if no compiled target runs here).
+// For labels in benchmarks and logs.
+[[nodiscard]] std::string simd_target_name();
+
 // RAII: forces a kernel for a scope (tests and benchmarks), then restores the previous choice.
 class ScopedKernel {
  public:
