@@ -114,7 +114,7 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"dtype_shape_mismatch.safetensors",
              "12 bytes for dtype F32 and shape [4]; expected 16"},
         Case{"unknown_dtype.safetensors", "unknown dtype 'F31'"},
-        Case{"negative_shape.safetensors", "not an integer >= 0"},
+        Case{"negative_shape.safetensors", "shape entry 0 is -3; expected an integer >= 0"},
         Case{"overlap.safetensors", "'b' starts at byte 4; expected 8"},
         Case{"gap.safetensors", "'b' starts at byte 8; expected 4"},
         Case{"trailing_bytes.safetensors", "data buffer has 12 bytes; the tensors cover 8"},
@@ -178,7 +178,7 @@ TEST(Safetensors, ExpectNamesTheTensorAndWhatWasExpected) {
     (void)file.expect("zz", st::Dtype::kF32, std::vector<std::int64_t>{3});
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("no tensor 'zz'; the file has [a]"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("no tensor 'zz'; the file has ['a']"), std::string::npos)
         << e.what();
   }
 }
@@ -189,7 +189,7 @@ TEST(AtomicWrite, CrashBeforeRenameKeepsTheOldFile) {
   EXPECT_THROW(write_file_atomically(path, std::string_view("new contents"),
                                      [] { throw std::runtime_error("simulated crash"); }),
                std::runtime_error);
-  EXPECT_EQ(read_file(path), "old contents");
+  EXPECT_EQ(read_file(path, 1 << 20), "old contents");
   // No temporary file is left behind.
   int files = 0;
   for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(path.parent_path())) {
@@ -197,19 +197,19 @@ TEST(AtomicWrite, CrashBeforeRenameKeepsTheOldFile) {
   }
   EXPECT_EQ(files, 1);
   write_file_atomically(path, std::string_view("new contents"));
-  EXPECT_EQ(read_file(path), "new contents");
+  EXPECT_EQ(read_file(path, 1 << 20), "new contents");
 }
 
 TEST(AtomicWrite, ReadingADirectoryOrAMissingFileNamesIt) {
   const auto dir = temp_dir();
   try {
-    (void)read_file(dir);
+    (void)read_file(dir, 1 << 20);
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(dir.string()), std::string::npos) << e.what();
   }
   try {
-    (void)read_file(dir / "missing");
+    (void)read_file(dir / "missing", 1 << 20);
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("cannot open"), std::string::npos) << e.what();

@@ -1,0 +1,71 @@
+// Measures what hostile inputs cost the parsers (docs/reliability.md, "Hostile files"):
+//   hostile_inputs entries N      parse time of a safetensors header of N zero-size tensors
+//   hostile_inputs idx FILE       reads FILE as IDX labels (run under /usr/bin/time -v for the
+//                                 peak memory of a gzip bomb)
+// Not part of the build (it is linked against a given libbnorm.a so that the same source measures
+// an older library too); the command lines are in docs/reliability.md.
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "bnorm/nn/idx.hpp"
+#include "bnorm/safetensors.hpp"
+
+namespace {
+
+// {"t0000000":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},...}: the shape of finding 2.
+std::vector<std::byte> many_entries(long n) {
+  std::string header = "{";
+  char name[32];
+  for (long i = 0; i < n; ++i) {
+    std::snprintf(name, sizeof name, "t%07ld", i);
+    if (i > 0) header += ',';
+    header += '"';
+    header += name;
+    header += R"(":{"dtype":"F32","shape":[0],"data_offsets":[0,0]})";
+  }
+  header += '}';
+  header.append((8 - header.size() % 8) % 8, ' ');
+  std::vector<std::byte> file(8 + header.size());
+  const std::uint64_t size = header.size();
+  for (int i = 0; i < 8; ++i) file[i] = static_cast<std::byte>((size >> (8 * i)) & 0xff);
+  for (std::size_t i = 0; i < header.size(); ++i) file[8 + i] = static_cast<std::byte>(header[i]);
+  return file;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: hostile_inputs entries N | idx FILE\n");
+    return 2;
+  }
+  const std::string what = argv[1];
+  try {
+    if (what == "entries") {
+      const long n = std::atol(argv[2]);
+      const auto file = many_entries(n);
+      const auto start = std::chrono::steady_clock::now();
+      const auto parsed = bnorm::safetensors::parse(file, "generated");
+      const double s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::printf("entries %ld: header %zu bytes, parsed %zu tensors in %.3f s\n", n,
+                  file.size() - 8, parsed.tensors.size(), s);
+    } else if (what == "idx") {
+      const auto labels = bnorm::nn::read_idx_labels(argv[2], 256);
+      std::printf("idx %s: accepted, %zu labels\n", argv[2], labels.size());
+    } else {
+      std::fprintf(stderr, "unknown mode '%s'\n", what.c_str());
+      return 2;
+    }
+  } catch (const std::exception& e) {
+    std::printf("rejected: %.300s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
