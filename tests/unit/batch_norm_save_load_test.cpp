@@ -179,6 +179,11 @@ TEST(BatchNormSaveLoad, RejectedFilesSayWhyAndChangeNothing) {
                     {"saved with momentum_convention 'pytorch'; this layer uses 'keras'"});
   expect_load_error("layer_unexpected_tensor.safetensors",
                     {"unexpected tensor 'renorm_mean'", "renorm is false"});
+  // Issue 13, finding 7: was "no tensor 'beta'".
+  expect_load_error("layer_mixed_names.safetensors",
+                    {"mixes Keras names (gamma, moving_mean, moving_variance) and PyTorch names "
+                     "(bias); expected one naming"});
+  expect_load_error("nul_then_junk.safetensors", {"NUL byte"});
   expect_load_error("truncated_header.safetensors", {"truncated"});
   expect_load_error("bad_json.safetensors", {"bad JSON header"});
   expect_load_error("header_too_large.safetensors", {"header too large"});
