@@ -2,6 +2,7 @@
 //   hostile_inputs entries N      parse time of a safetensors header of N zero-size tensors
 //   hostile_inputs idx FILE       reads FILE as IDX labels (run under /usr/bin/time -v for the
 //                                 peak memory of a gzip bomb)
+//   hostile_inputs images FILE    reads FILE as 28x28 IDX images, timed (a real file's cost)
 // Not part of the build (it is linked against a given libbnorm.a so that the same source measures
 // an older library too); the command lines are in docs/reliability.md.
 #include <chrono>
@@ -42,7 +43,7 @@ std::vector<std::byte> many_entries(long n) {
 
 int main(int argc, char** argv) {
   if (argc != 3) {
-    std::fprintf(stderr, "usage: hostile_inputs entries N | idx FILE\n");
+    std::fprintf(stderr, "usage: hostile_inputs entries N | idx FILE | images FILE\n");
     return 2;
   }
   const std::string what = argv[1];
@@ -56,6 +57,12 @@ int main(int argc, char** argv) {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       std::printf("entries %ld: header %zu bytes, parsed %zu tensors in %.3f s\n", n,
                   file.size() - 8, parsed.tensors.size(), s);
+    } else if (what == "images") {
+      const auto start = std::chrono::steady_clock::now();
+      const auto images = bnorm::nn::read_idx_images(argv[2]);
+      const double s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::printf("images %s: %zu bytes in %.3f s\n", argv[2], images.pixels.size(), s);
     } else if (what == "idx") {
       const auto labels = bnorm::nn::read_idx_labels(argv[2], 256);
       std::printf("idx %s: accepted, %zu labels\n", argv[2], labels.size());
