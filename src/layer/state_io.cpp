@@ -83,19 +83,19 @@ void BasicBatchNorm<T>::load(const std::filesystem::path& path, const std::strin
     return it == file.metadata.end() ? nullptr : &it->second;
   };
   if (const auto* v = meta("bnorm.format"); v != nullptr && *v != kFormatVersion) {
-    fail(
-        fmt::format("bnorm.format = '{}'; expected '{}' (unexpected version)", *v, kFormatVersion));
+    fail(fmt::format("bnorm.format = {}; expected '{}' (unexpected version)", excerpt(*v),
+                     kFormatVersion));
   }
   if (const auto* v = meta("bnorm.momentum_convention");
       v != nullptr && *v != name_of(options_.momentum_convention)) {
     fail(
-        fmt::format("saved with momentum_convention '{}'; this layer uses '{}' (the moving "
+        fmt::format("saved with momentum_convention {}; this layer uses '{}' (the moving "
                     "statistics would be read with the other convention)",
-                    *v, name_of(options_.momentum_convention)));
+                    excerpt(*v), name_of(options_.momentum_convention)));
   }
   if (const auto* v = meta("bnorm.moving_variance");
       v != nullptr && *v != name_of(options_.moving_variance)) {
-    fail(fmt::format("saved with moving_variance '{}'; this layer uses '{}'", *v,
+    fail(fmt::format("saved with moving_variance {}; this layer uses '{}'", excerpt(*v),
                      name_of(options_.moving_variance)));
   }
 
