@@ -3,8 +3,8 @@
 //   hostile_inputs idx FILE       reads FILE as IDX labels (run under /usr/bin/time -v for the
 //                                 peak memory of a gzip bomb)
 //   hostile_inputs images FILE    reads FILE as 28x28 IDX images, timed (a real file's cost)
-// Not part of the build (it is linked against a given libbnorm.a so that the same source measures
-// an older library too); the command lines are in docs/reliability.md.
+// Built with the benchmarks as bnorm-hostile-inputs; linked by hand against an older libbnorm.a,
+// the same source measures the "before" figures (command lines in docs/reliability.md).
 #include <time.h>
 
 #include <chrono>
