@@ -177,7 +177,8 @@ class BasicBatchNorm {
   void save(const std::filesystem::path& path) const;
   // Loads Keras names, or PyTorch names (weight, bias, running_mean, running_var,
   // num_batches_tracked) each optionally preceded by `prefix` (e.g. "bn1."). Every tensor's shape
-  // and dtype is checked; nothing changes unless the whole file is accepted.
+  // and dtype is checked; a file mixing the two namings is refused; nothing changes unless the
+  // whole file is accepted.
   void load(const std::filesystem::path& path, const std::string& prefix = "");
 
   [[nodiscard]] std::int64_t channels() const { return channels_; }

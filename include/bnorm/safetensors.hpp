@@ -98,11 +98,18 @@ void save(const std::filesystem::path& path, std::span<const TensorRef> tensors,
 // The largest header accepted: larger ones are rejected before any allocation.
 inline constexpr std::uint64_t kMaxHeaderBytes = std::uint64_t{100} << 20;
 
+// The largest file load() reads by default; larger ones are rejected before any allocation.
+inline constexpr std::uint64_t kMaxFileBytes = std::uint64_t{64} << 30;
+
 // Parses and validates a whole file image: header length within the file and <= kMaxHeaderBytes,
-// JSON well formed, every entry with a known dtype, non-negative shape, offsets in range,
-// byte count == numel * dtype size, entries not overlapping and covering the buffer exactly.
-// Throws bnorm::Error whose message names `source` and the first problem found.
+// the header strict JSON (no NUL byte, only spaces after the closing brace, nesting no deeper
+// than the format's 3 levels, no key repeated in any object), every entry with a known dtype,
+// non-negative shape, offsets in range, byte count == numel * dtype size, entries not
+// overlapping and covering the buffer exactly. Time O(n log k) for n bytes with k tensors,
+// bounded stack for any input. Throws bnorm::Error whose message names `source` and the first
+// problem found (quoting at most a bounded excerpt of any name or value from the file).
 [[nodiscard]] File parse(std::span<const std::byte> bytes, std::string_view source);
-[[nodiscard]] File load(const std::filesystem::path& path);
+// read_file(path, max_bytes) + parse.
+[[nodiscard]] File load(const std::filesystem::path& path, std::uint64_t max_bytes = kMaxFileBytes);
 
 }  // namespace bnorm::safetensors

@@ -1,12 +1,13 @@
 // write_file_atomically: temp file + fsync + rename + directory fsync (POSIX).
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <new>
 
 #include <fmt/format.h>
 
@@ -60,16 +61,55 @@ class TempFile {
   bool released_ = false;
 };
 
+// ".<name>.tmp.<pid>.<serial>" in the target's directory (so that the rename stays within one
+// filesystem, hence atomic). pid + a process-wide counter: two threads (or two calls) never
+// share a temporary file, so <name> may be shortened to keep the whole within NAME_MAX (a legal
+// 250-byte name plus the suffix would not fit) without losing uniqueness.
+std::filesystem::path temporary_path(const std::filesystem::path& directory,
+                                     const std::filesystem::path& path) {
+  static std::atomic<unsigned long> serial{0};
+  const std::string suffix = fmt::format(".tmp.{}.{}", ::getpid(), serial.fetch_add(1));
+  std::string name = path.filename().string();
+  long name_max = ::pathconf(directory.c_str(), _PC_NAME_MAX);
+  if (name_max <= 0) name_max = NAME_MAX;
+  const std::size_t room = static_cast<std::size_t>(name_max) - 1 - suffix.size();
+  if (name.size() > room) {
+    std::size_t cut = room;
+    // Cut at the start of a UTF-8 character (continuation bytes are 10xxxxxx).
+    while (cut > 0 && (static_cast<unsigned char>(name[cut]) & 0xc0) == 0x80) --cut;
+    name.resize(cut);
+  }
+  return directory / ("." + name + suffix);
+}
+
+const char* kind_of(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+class Descriptor {
+ public:
+  explicit Descriptor(int fd) : fd_(fd) {}
+  ~Descriptor() { ::close(fd_); }
+  Descriptor(const Descriptor&) = delete;
+  Descriptor& operator=(const Descriptor&) = delete;
+  [[nodiscard]] int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
 }  // namespace
 
 void write_file_atomically(const std::filesystem::path& path, std::span<const std::byte> bytes,
                            const std::function<void()>& before_rename) {
   const std::filesystem::path directory =
       path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  // pid + a process-wide counter: two threads (or two calls) never share a temporary file.
-  static std::atomic<unsigned long> serial{0};
-  TempFile temp(directory / fmt::format(".{}.tmp.{}.{}", path.filename().string(), ::getpid(),
-                                        serial.fetch_add(1)));
+  TempFile temp(temporary_path(directory, path));
   temp.write_all(bytes);
   temp.sync_and_close();
   if (before_rename) before_rename();
@@ -89,16 +129,60 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view t
                         before_rename);
 }
 
-std::string read_file(const std::filesystem::path& path) {
-  // A directory opens as a stream on Linux and reads as empty: say what it is instead.
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) fail("cannot read", path, EISDIR);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open", path, errno);
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  if (in.bad()) fail("cannot read", path, errno);
-  return std::move(contents).str();
+std::string read_file(const std::filesystem::path& path, std::uint64_t max_bytes) {
+  // O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever (it is refused
+  // below); regular files ignore the flag.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) fail("cannot open", path, errno);
+  const Descriptor file(fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) fail("cannot stat", path, errno);
+  if (!S_ISREG(st.st_mode)) {
+    throw Error(fmt::format("cannot read '{}': it is {}; expected a regular file", path.string(),
+                            kind_of(st.st_mode)));
+  }
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  if (size > max_bytes) {
+    throw Error(
+        fmt::format("cannot read '{}': {} bytes; expected at most {} (the limit for "
+                    "this kind of file)",
+                    path.string(), size, max_bytes));
+  }
+  std::string bytes;
+  try {
+    bytes.resize(static_cast<std::size_t>(size));
+  } catch (const std::bad_alloc&) {
+    throw Error(fmt::format("cannot read '{}': no memory for its {} bytes", path.string(), size));
+  }
+  std::size_t got = 0;
+  while (got < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("cannot read", path, errno);
+    if (n == 0) {
+      throw Error(
+          fmt::format("cannot read '{}': short read: the file ended after {} of the {} "
+                      "bytes its size said (it changed while being read)",
+                      path.string(), got, size));
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  // Read to the end: a file may have grown, and some (e.g. in /proc) report size 0.
+  char more[4096];
+  while (true) {
+    const ssize_t n = ::read(fd, more, sizeof more);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("cannot read", path, errno);
+    if (n == 0) break;
+    if (bytes.size() + static_cast<std::size_t>(n) > max_bytes) {
+      throw Error(
+          fmt::format("cannot read '{}': more than {} bytes (it grew while being read); "
+                      "expected at most {}",
+                      path.string(), bytes.size(), max_bytes));
+    }
+    bytes.append(more, static_cast<std::size_t>(n));
+  }
+  return bytes;
 }
 
 }  // namespace bnorm

@@ -9,10 +9,11 @@
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <set>
 
 #include "bnorm/error.hpp"
 #include "bnorm/io.hpp"
+#include "io/message.hpp"
+#include "io/safetensors_header.hpp"
 
 namespace bnorm::safetensors {
 namespace {
@@ -101,19 +102,27 @@ const Tensor& File::expect(const std::string& name, Dtype dtype,
                            std::span<const std::int64_t> shape) const {
   const auto it = tensors.find(name);
   if (it == tensors.end()) {
-    std::vector<std::string> names;
-    for (const auto& [n, t] : tensors) names.push_back(n);
-    malformed(source,
-              fmt::format("no tensor '{}'; the file has [{}]", name, fmt::join(names, ", ")));
+    // A file may hold a million names: list a few.
+    constexpr std::size_t kListed = 16;
+    std::string names;
+    std::size_t listed = 0;
+    for (const auto& [n, t] : tensors) {
+      if (listed == kListed) {
+        names += fmt::format(", ... ({} tensors)", tensors.size());
+        break;
+      }
+      names += (listed++ == 0 ? "" : ", ") + excerpt(n);
+    }
+    malformed(source, fmt::format("no tensor {}; the file has [{}]", excerpt(name), names));
   }
   const Tensor& t = it->second;
   if (t.dtype != dtype) {
-    malformed(source, fmt::format("tensor '{}' has dtype {}; expected {}", name,
+    malformed(source, fmt::format("tensor {} has dtype {}; expected {}", excerpt(name),
                                   dtype_name(t.dtype), dtype_name(dtype)));
   }
   if (!std::equal(t.shape.begin(), t.shape.end(), shape.begin(), shape.end())) {
-    malformed(source, fmt::format("tensor '{}' has shape [{}]; expected [{}]", name,
-                                  fmt::join(t.shape, ", "), fmt::join(shape, ", ")));
+    malformed(source, fmt::format("tensor {} has shape [{}]; expected [{}]", excerpt(name),
+                                  joined_dims(t.shape), joined_dims(shape)));
   }
   return t;
 }
@@ -187,82 +196,36 @@ File parse(std::span<const std::byte> bytes, std::string_view source) {
     malformed(source, fmt::format("truncated: header length {} but only {} bytes follow it",
                                   header_bytes, bytes.size() - 8));
   }
-  const auto* text = reinterpret_cast<const char*>(bytes.data() + 8);
-  json header;
-  // nlohmann keeps the last of repeated keys silently; a repeated tensor name would lose a
-  // tensor (and show up later as a misleading "gap"), so top-level keys are checked here.
-  std::set<std::string> names;
-  std::string repeated;
-  const json::parser_callback_t on_event = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (depth == 1 && event == json::parse_event_t::key && repeated.empty() &&
-        !names.insert(parsed.get<std::string>()).second) {
-      repeated = parsed.get<std::string>();
-    }
-    return true;
-  };
-  try {
-    header = json::parse(text, text + header_bytes, on_event);
-  } catch (const json::exception& e) {
-    malformed(source, fmt::format("bad JSON header: {}", e.what()));
-  }
-  if (!repeated.empty()) {
-    malformed(source, fmt::format("bad JSON header: key '{}' appears more than once; expected "
-                                  "unique tensor names",
-                                  repeated));
-  }
-  if (!header.is_object()) malformed(source, "bad JSON header: expected an object");
+  detail::Header header = detail::parse_header(
+      std::string_view(reinterpret_cast<const char*>(bytes.data() + 8), header_bytes), source);
+  file.metadata = std::move(header.metadata);
   const std::uint64_t buffer = bytes.size() - 8 - header_bytes;
   const std::byte* data = bytes.data() + 8 + header_bytes;
 
   struct Span {
     std::uint64_t begin, end;
-    std::string name;
+    const std::string* name;
   };
   std::vector<Span> spans;
-  for (const auto& [name, entry] : header.items()) {
-    if (name == "__metadata__") {
-      if (!entry.is_object()) malformed(source, "__metadata__ is not an object of strings");
-      for (const auto& [key, value] : entry.items()) {
-        if (!value.is_string()) {
-          malformed(source, fmt::format("__metadata__['{}'] is not a string", key));
-        }
-        file.metadata[key] = value.get<std::string>();
-      }
-      continue;
-    }
-    // (An init-capture: clang 14 cannot capture a structured binding, which C++20 allows.)
-    const auto where = [&, &tensor = name](std::string_view what) {
-      malformed(source, fmt::format("tensor '{}': {}", tensor, what));
+  spans.reserve(header.entries.size());
+  for (auto& entry : header.entries) {
+    const auto where = [&](std::string_view what) {
+      malformed(source, fmt::format("tensor {}: {}", excerpt(entry.name), what));
     };
-    if (!entry.is_object()) where("entry is not an object");
-    if (!entry.contains("dtype") || !entry["dtype"].is_string()) where("missing string 'dtype'");
-    if (!entry.contains("shape") || !entry["shape"].is_array()) where("missing array 'shape'");
-    if (!entry.contains("data_offsets") || !entry["data_offsets"].is_array() ||
-        entry["data_offsets"].size() != 2) {
-      where("missing 'data_offsets' [begin, end]");
-    }
     Tensor t;
-    const auto dtype = entry["dtype"].get<std::string>();
     const auto known = std::find_if(std::begin(kDtypes), std::end(kDtypes),
-                                    [&](const DtypeInfo& d) { return d.name == dtype; });
-    if (known == std::end(kDtypes)) where(fmt::format("unknown dtype '{}'", dtype));
+                                    [&](const DtypeInfo& d) { return d.name == entry.dtype; });
+    if (known == std::end(kDtypes)) {
+      where(fmt::format("unknown dtype {}; expected one of BOOL, U8, I32, I64, F16, BF16, F32, F64",
+                        excerpt(entry.dtype)));
+    }
     t.dtype = known->dtype;
-    for (const auto& d : entry["shape"]) {
-      if (!d.is_number_integer() || d.get<std::int64_t>() < 0) {
-        where(fmt::format("shape {} has an entry that is not an integer >= 0",
-                          entry["shape"].dump()));
-      }
-      t.shape.push_back(d.get<std::int64_t>());
-    }
+    t.shape = std::move(entry.shape);
+    const std::string shape = joined_dims(t.shape);
     if (!numel_fits(t.shape)) {
-      where(fmt::format("shape [{}] has more elements than int64 can count",
-                        fmt::join(t.shape, ", ")));
+      where(fmt::format("shape [{}] has more elements than int64 can count", shape));
     }
-    for (const auto& o : entry["data_offsets"]) {
-      if (!o.is_number_unsigned()) where("data_offsets must be integers >= 0");
-    }
-    const auto begin = entry["data_offsets"][0].get<std::uint64_t>();
-    const auto end = entry["data_offsets"][1].get<std::uint64_t>();
+    const std::uint64_t begin = entry.begin, end = entry.end;
     if (begin > end || end > buffer) {
       where(
           fmt::format("data_offsets [{}, {}] out of range; expected begin <= end <= {} (the "
@@ -270,13 +233,20 @@ File parse(std::span<const std::byte> bytes, std::string_view source) {
                       begin, end, buffer));
     }
     std::uint64_t expected = 0;
-    if (!byte_count(t.shape, dtype_size(t.dtype), expected) || expected != end - begin) {
-      where(fmt::format("{} bytes for dtype {} and shape [{}]; expected {}", end - begin, dtype,
-                        fmt::join(t.shape, ", "), expected));
+    if (!byte_count(t.shape, dtype_size(t.dtype), expected)) {
+      where(
+          fmt::format("shape [{}] has {} elements of {} bytes ({}): more bytes than a file can "
+                      "hold; data_offsets [{}, {}] span {} bytes",
+                      shape, t.numel(), dtype_size(t.dtype), entry.dtype, begin, end, end - begin));
+    }
+    if (expected != end - begin) {
+      where(fmt::format("{} bytes for dtype {} and shape [{}]; expected {}", end - begin,
+                        entry.dtype, shape, expected));
     }
     t.data.assign(data + begin, data + end);
-    spans.push_back({begin, end, name});
-    file.tensors.emplace(name, std::move(t));
+    const auto [it, inserted] = file.tensors.emplace(std::move(entry.name), std::move(t));
+    if (!inserted) malformed(source, "internal error: repeated name after the header check");
+    spans.push_back({begin, end, &it->first});
   }
   // The entries must tile the buffer: no overlap, no gap, nothing trailing.
   std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
@@ -285,9 +255,9 @@ File parse(std::span<const std::byte> bytes, std::string_view source) {
   std::uint64_t at = 0;
   for (const auto& s : spans) {
     if (s.begin != at) {
-      malformed(source, fmt::format("tensor '{}' starts at byte {}; expected {} (tensors must "
+      malformed(source, fmt::format("tensor {} starts at byte {}; expected {} (tensors must "
                                     "not overlap or leave gaps)",
-                                    s.name, s.begin, at));
+                                    excerpt(*s.name), s.begin, at));
     }
     at = s.end;
   }
@@ -299,8 +269,8 @@ File parse(std::span<const std::byte> bytes, std::string_view source) {
   return file;
 }
 
-File load(const std::filesystem::path& path) {
-  const std::string bytes = read_file(path);
+File load(const std::filesystem::path& path, std::uint64_t max_bytes) {
+  const std::string bytes = read_file(path, max_bytes);
   return parse(std::as_bytes(std::span<const char>(bytes.data(), bytes.size())), path.string());
 }
 

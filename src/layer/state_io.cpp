@@ -8,12 +8,14 @@
 // bnorm.moving_variance, bnorm.momentum, bnorm.epsilon, bnorm.channels, bnorm.dtype.
 #include <fmt/format.h>
 
+#include <fmt/ranges.h>
 #include <array>
 #include <set>
 
 #include "bnorm/batch_norm.hpp"
 #include "bnorm/error.hpp"
 #include "bnorm/safetensors.hpp"
+#include "io/message.hpp"
 
 namespace bnorm {
 namespace {
@@ -81,29 +83,39 @@ void BasicBatchNorm<T>::load(const std::filesystem::path& path, const std::strin
     return it == file.metadata.end() ? nullptr : &it->second;
   };
   if (const auto* v = meta("bnorm.format"); v != nullptr && *v != kFormatVersion) {
-    fail(
-        fmt::format("bnorm.format = '{}'; expected '{}' (unexpected version)", *v, kFormatVersion));
+    fail(fmt::format("bnorm.format = {}; expected '{}' (unexpected version)", excerpt(*v),
+                     kFormatVersion));
   }
   if (const auto* v = meta("bnorm.momentum_convention");
       v != nullptr && *v != name_of(options_.momentum_convention)) {
     fail(
-        fmt::format("saved with momentum_convention '{}'; this layer uses '{}' (the moving "
+        fmt::format("saved with momentum_convention {}; this layer uses '{}' (the moving "
                     "statistics would be read with the other convention)",
-                    *v, name_of(options_.momentum_convention)));
+                    excerpt(*v), name_of(options_.momentum_convention)));
   }
   if (const auto* v = meta("bnorm.moving_variance");
       v != nullptr && *v != name_of(options_.moving_variance)) {
-    fail(fmt::format("saved with moving_variance '{}'; this layer uses '{}'", *v,
+    fail(fmt::format("saved with moving_variance {}; this layer uses '{}'", excerpt(*v),
                      name_of(options_.moving_variance)));
   }
 
-  // PyTorch names when the file has any of them and none of the Keras ones.
-  bool keras = false, pytorch = false;
+  // Keras or PyTorch names, never both: a mix would otherwise be reported as a missing tensor
+  // of whichever naming was picked.
+  std::vector<std::string> keras, pytorch;
   for (const auto& slot : kSlots) {
-    keras = keras || file.contains(prefix + slot.keras);
-    pytorch = pytorch || (*slot.pytorch != 0 && file.contains(prefix + slot.pytorch));
+    if (file.contains(prefix + slot.keras)) keras.push_back(prefix + slot.keras);
+    if (*slot.pytorch != 0 && file.contains(prefix + slot.pytorch)) {
+      pytorch.push_back(prefix + slot.pytorch);
+    }
   }
-  const bool use_pytorch = pytorch && !keras;
+  if (!keras.empty() && !pytorch.empty()) {
+    fail(
+        fmt::format("mixes Keras names ({}) and PyTorch names ({}); expected one naming: "
+                    "gamma, beta, moving_mean, moving_variance (Keras) or weight, bias, "
+                    "running_mean, running_var (PyTorch)",
+                    fmt::join(keras, ", "), fmt::join(pytorch, ", ")));
+  }
+  const bool use_pytorch = !pytorch.empty();
 
   std::vector<T>* state[] = {&gamma_,       &beta_,          &moving_mean_,  &moving_variance_,
                              &renorm_mean_, &renorm_stddev_, &moving_stddev_};
@@ -139,7 +151,7 @@ void BasicBatchNorm<T>::load(const std::filesystem::path& path, const std::strin
   }
   for (const auto& [name, tensor] : file.tensors) {
     if (name.compare(0, prefix.size(), prefix) == 0 && known.count(name) == 0) {
-      fail(fmt::format("unexpected tensor '{}'; expected only this layer's state", name));
+      fail(fmt::format("unexpected tensor {}; expected only this layer's state", excerpt(name)));
     }
   }
   // Accepted: assign everything at once.

@@ -40,9 +40,15 @@ std::map<std::string, std::string> Trainer::load_checkpoint(const std::filesyste
   const st::File file = st::load(path);
   const auto format = file.metadata.find("format");
   if (format == file.metadata.end() || format->second != kCheckpointFormat) {
+    // The value comes from the file and may be megabytes: show its start.
+    constexpr std::size_t kShown = 64;
+    const std::string got = format == file.metadata.end() ? std::string("(none)")
+                            : format->second.size() <= kShown
+                                ? format->second
+                                : fmt::format("{}... ({} bytes)", format->second.substr(0, kShown),
+                                              format->second.size());
     throw Error(fmt::format("{}: metadata 'format': expected '{}', got '{}'", path.string(),
-                            kCheckpointFormat,
-                            format == file.metadata.end() ? "(none)" : format->second));
+                            kCheckpointFormat, got));
   }
   // Check everything before changing anything, so that a bad file leaves the trainer intact.
   auto fetch = [&](const std::string& name, const std::vector<std::int64_t>& shape) {

@@ -56,4 +56,11 @@ with open(os.path.join(HERE, "corpus", "gzip", "regressions", "gzip_bomb_header_
     f.write(gzip.compress(b"\0" * (1 << 20), mtime=0))
 with open(os.path.join(HERE, "corpus", "gzip", "regressions", "truncated_member"), "wb") as f:
     f.write(gzip.compress(SEEDS["images_u8"], mtime=0)[:-5])
+# Issue 13, finding 8: labels declaring the whole 1 GiB cap, a trailer whose ISIZE agrees, and
+# 1,000 real bytes (the reader allocated the GiB before inflating).
+bomb = bytearray(gzip.compress(bytes([0, 0, 0x08, 1]) + struct.pack(">I", (1 << 30) - 8) +
+                               bytes(1000), mtime=0))
+bomb[-4:] = struct.pack("<I", 1 << 30)
+with open(os.path.join(HERE, "corpus", "gzip", "regressions", "forged_isize_at_the_cap"), "wb") as f:
+    f.write(bytes(bomb))
 print("wrote %d IDX seeds and their gzip twins" % len(SEEDS))

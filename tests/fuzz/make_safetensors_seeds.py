@@ -69,3 +69,54 @@ for name, data in SEEDS.items():
     with open(os.path.join(OUT, name + ".safetensors"), "wb") as f:
         f.write(data)
 print("wrote %d seeds to %s" % (len(SEEDS), OUT))
+
+# Hostile shapes (issue 13), all to be rejected or accepted quickly: deep nesting (in a shape, in
+# an unknown key, in __metadata__, objects in objects), many entries, NUL bytes, non-space padding,
+# repeated keys inside an entry. seeds/ holds the small ones (within scripts/fuzz's default
+# -max_len of 4096, so that mutations start from them); regressions/ the full-size ones that the
+# replay parses whole.
+REGRESSIONS = os.path.join(os.path.dirname(OUT), "regressions")
+
+
+def raw(text, data=b""):
+    text = text.encode() if isinstance(text, str) else text
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def many_entries(n):
+    return raw("{" + ",".join('"t%07d":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}' % i
+                              for i in range(n)) + "}")
+
+
+valid = json.dumps({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}},
+                   separators=(",", ":"))
+HOSTILE_SEEDS = {
+    "deep_shape": raw('{"a":{"dtype":"F32","shape":' + "[" * 1900 + "]" * 1900 +
+                      ',"data_offsets":[0,0]}}'),
+    "deep_objects": raw('{"k":' * 600 + "0" + "}" * 600),
+    "deep_metadata": raw('{"__metadata__":{"k":' + "[" * 1900 + "]" * 1900 + "}}"),
+    "depth_3_unknown_keys": raw('{"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0],'
+                                '"x":{"y":1},"z":[1,"s",null]}}'),
+    "many_entries": many_entries(60),
+    "nul_padding": raw(valid + "\0" * 7, f32(1.0)),
+    "nul_then_junk": raw(valid + '\0{"junk": [', f32(1.0)),
+    "newline_padding": raw(valid + "\n  ", f32(1.0)),
+    "duplicate_key_in_entry": raw('{"a":{"dtype":"F64","dtype":"F32","shape":[1],'
+                                  '"data_offsets":[0,4]}}', f32(1.0)),
+    "duplicate_metadata_key": raw('{"__metadata__":{"k":"1","k":"2"}}'),
+    "shape_bytes_overflow": raw('{"a":{"dtype":"F64","shape":[4611686018427387904],'
+                                '"data_offsets":[0,0]}}'),
+}
+HOSTILE_REGRESSIONS = {
+    "deep_shape_70000": raw('{"a":{"dtype":"F32","shape":' + "[" * 70000 + "]" * 70000 +
+                            ',"data_offsets":[0,0]}}'),
+    "many_entries_2000": many_entries(2000),
+    "long_name_64k": raw('{"' + "n" * 65536 + '":{"dtype":"F31","shape":[0],"data_offsets":[0,0]}}'),
+}
+for directory, files in ((OUT, HOSTILE_SEEDS), (REGRESSIONS, HOSTILE_REGRESSIONS)):
+    os.makedirs(directory, exist_ok=True)
+    for name, data in files.items():
+        with open(os.path.join(directory, "hostile_" + name + ".safetensors"), "wb") as f:
+            f.write(data)
+print("wrote %d hostile seeds and %d hostile regressions" % (len(HOSTILE_SEEDS),
+                                                             len(HOSTILE_REGRESSIONS)))

@@ -4,7 +4,14 @@
 //   - parse either returns a File or throws bnorm::Error; anything else (a crash, a sanitizer
 //     report, another exception type) is a finding;
 //   - what parse accepts is self-consistent: every tensor's byte count equals numel * dtype size,
-//     and serialize -> parse gives back the same metadata, names, dtypes, shapes and bytes.
+//     and serialize -> parse gives back the same metadata, names, dtypes, shapes and bytes;
+//   - parse time is linear in the input: at most kBaseBudget + kPerByteBudget * size of this
+//     thread's CPU time (CPU, not wall time, so that a busy machine cannot fail it). The budget
+//     is 10-20x what the parser needs under ASan+UBSan per byte, plus 50 ms; the quadratic
+//     duplicate-key check of issue 13 (8 us per byte at 40,000 entries, growing with the count)
+//     or a rescan per entry breaks it.
+#include <time.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -21,6 +28,15 @@ namespace st = bnorm::safetensors;
 // A broken property of an accepted file: abort, so that libFuzzer (or replay) reports the input.
 void require(bool property) {
   if (!property) std::abort();
+}
+
+constexpr double kBaseBudget = 0.05;     // seconds
+constexpr double kPerByteBudget = 2e-6;  // seconds per input byte (500 KB/s)
+
+double thread_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
 void check_round_trip(const st::File& file) {
@@ -47,11 +63,15 @@ void check_round_trip(const st::File& file) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   st::File file;
+  const double start = thread_cpu_seconds();
+  bool accepted = true;
   try {
     file = st::parse(std::as_bytes(std::span(data, size)), "fuzz input");
   } catch (const bnorm::Error&) {
-    return 0;  // rejected with a message: the expected outcome for most inputs
+    accepted = false;  // rejected with a message: the expected outcome for most inputs
   }
+  require(thread_cpu_seconds() - start <= kBaseBudget + kPerByteBudget * static_cast<double>(size));
+  if (!accepted) return 0;
   check_round_trip(file);  // outside the try: an accepted file must round-trip without throwing
   return 0;
 }

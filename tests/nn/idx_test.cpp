@@ -2,6 +2,8 @@
 // naming the file, the field, the expected and the actual value.
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <fstream>
 #include <string>
 
 #include "bnorm/error.hpp"
@@ -103,6 +105,41 @@ TEST(NnIdx, MissingDataSaysHowToGetIt) {
       EXPECT_NE(m.find("--data DIR"), std::string::npos) << m;
     }
   }
+}
+
+// VmHWM/VmRSS of this process in KiB (0 where /proc is missing).
+long status_kib(const char* field) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind(field, 0) == 0) return std::stol(line.substr(std::strlen(field)));
+  }
+  return 0;
+}
+
+// Issue 13, finding 8: a gzip file declaring exactly the 1 GiB cap, with a trailer (ISIZE) that
+// agrees, but 1,000 bytes of real data. The reader allocated (and zero-filled) the whole GiB
+// before finding that out; now its buffer grows with the bytes actually inflated.
+TEST(NnIdx, AForgedGzipTrailerCostsNoMemory) {
+  const auto path = kData / "malformed" / "forged-isize-bomb-labels.gz";
+  {
+    // Reset the peak-RSS mark (Linux >= 4.0) so that VmHWM measures this read alone.
+    std::ofstream clear("/proc/self/clear_refs");
+    clear << "5";
+    clear.flush();
+    if (!clear || status_kib("VmHWM:") == 0) GTEST_SKIP() << "cannot reset the peak-RSS mark";
+  }
+  const long before = status_kib("VmRSS:");
+  try {
+    (void)read_idx_labels(path, 256);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("gzip stream: expected valid deflate data"), std::string::npos) << m;
+    EXPECT_NE(m.find("incorrect length check"), std::string::npos) << m;
+  }
+  const long peak_growth_kib = status_kib("VmHWM:") - before;
+  EXPECT_LT(peak_growth_kib, 64 * 1024) << "KiB; the file declares 1 GiB and holds 1,008 bytes";
 }
 
 }  // namespace

@@ -115,7 +115,7 @@ TEST(BatchNormSaveLoad, CrashBeforeRenameKeepsTheOldFile) {
   BatchNorm a(2);
   a.gamma()[0] = 7.0f;
   a.save(path);
-  const std::string before = read_file(path);
+  const std::string before = read_file(path, 1 << 20);
   // What save() does, with a crash injected between the durable temp file and the rename.
   a.gamma()[0] = 9.0f;
   const float g[] = {9.0f, 1.0f};
@@ -123,7 +123,7 @@ TEST(BatchNormSaveLoad, CrashBeforeRenameKeepsTheOldFile) {
   EXPECT_THROW(write_file_atomically(path, safetensors::serialize(t, {}),
                                      [] { throw std::runtime_error("power cut"); }),
                std::runtime_error);
-  EXPECT_EQ(read_file(path), before);
+  EXPECT_EQ(read_file(path, 1 << 20), before);
   BatchNorm b(2);
   b.load(path);
   EXPECT_EQ(b.gamma()[0], 7.0f);
@@ -179,6 +179,11 @@ TEST(BatchNormSaveLoad, RejectedFilesSayWhyAndChangeNothing) {
                     {"saved with momentum_convention 'pytorch'; this layer uses 'keras'"});
   expect_load_error("layer_unexpected_tensor.safetensors",
                     {"unexpected tensor 'renorm_mean'", "renorm is false"});
+  // Issue 13, finding 7: was "no tensor 'beta'".
+  expect_load_error("layer_mixed_names.safetensors",
+                    {"mixes Keras names (gamma, moving_mean, moving_variance) and PyTorch names "
+                     "(bias); expected one naming"});
+  expect_load_error("nul_then_junk.safetensors", {"NUL byte"});
   expect_load_error("truncated_header.safetensors", {"truncated"});
   expect_load_error("bad_json.safetensors", {"bad JSON header"});
   expect_load_error("header_too_large.safetensors", {"header too large"});

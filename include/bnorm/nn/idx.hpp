@@ -22,7 +22,9 @@ inline constexpr std::uint64_t kMaxIdxBytes = std::uint64_t{1} << 30;
 
 // Reads and validates the whole file before returning, allocating only once the header has been
 // checked and the payload size is known to be within kMaxIdxBytes and, for gzip, equal to the
-// size the gzip trailer declares. gzip is recognized by its magic bytes, not by the name.
+// size the gzip trailer declares; even then memory grows with the bytes actually inflated (a
+// forged trailer costs nothing) and inflating stops at the first byte past the declared payload.
+// gzip is recognized by its magic bytes, not by the name.
 // Throws bnorm::Error with a message "<path>: <field>: expected <e>, got <a>" for: a file that
 // cannot be opened, a short header, magic bytes 0 and 1 not zero, type not 0x08, ndim not 3
 // (images) or 1 (labels), rows or cols not `expected_rows`/`expected_cols` (when > 0), size

@@ -88,6 +88,12 @@ def malformed():
     lie = bytearray(gz)
     lie[-4:] = struct.pack("<I", 12345)
     write(f"{d}/isize-mismatch-images.gz", bytes(lie), False)
+    # Issue 13, finding 8: labels declaring exactly the 1 GiB cap, a trailer that agrees (ISIZE is
+    # just 4 bytes), and 1,000 bytes of real data: the reader allocated the whole GiB first.
+    declared = (1 << 30) - 8
+    bomb = bytearray(gzip.compress(labels(bytes(1000), count=declared), compresslevel=9, mtime=0))
+    bomb[-4:] = struct.pack("<I", 1 << 30)
+    write(f"{d}/forged-isize-bomb-labels.gz", bytes(bomb), False)
     # A valid pair with a count mismatch for load_idx_dataset: 2 images, 3 labels.
     write(f"{d}/pair-count/train-images-idx3-ubyte", good, False)
     write(f"{d}/pair-count/train-labels-idx1-ubyte", labels([1, 2, 3]), False)
