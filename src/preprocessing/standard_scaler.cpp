@@ -299,6 +299,7 @@ void StandardScaler::transform_impl(std::span<const T> x, std::span<T> y, bool i
     throw Error(fmt::format("{}: the output has {} values; expected {} (the input's size)", fn,
                             y.size(), x.size()));
   }
+  // Checked before anything is written: y may alias x.
   for (std::size_t k = 0; k < x.size(); ++k) {
     if (std::isinf(x[k])) {
       throw Error(fmt::format("{}: {}[row {}, feature {}] = {}; expected finite values or NaN", fn,
@@ -307,19 +308,25 @@ void StandardScaler::transform_impl(std::span<const T> x, std::span<T> y, bool i
   }
   // NumPy's in-place `X -= mean_` / `X /= scale_` with float64 statistics computes each step in
   // double and rounds it to X's type: one rounding per step for float, none extra for double.
-  const bool center = with_mean_;
-  const bool scale = with_std_;
-  for (std::size_t k = 0; k < x.size(); ++k) {
-    const std::size_t f = k % F;
-    T v = x[k];
+  const std::size_t rows = x.size() / F;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const T* in = x.data() + r * F;
+    T* out = y.data() + r * F;
     if (!inverse) {
-      if (center) v = static_cast<T>(static_cast<double>(v) - mean_[f]);
-      if (scale) v = static_cast<T>(static_cast<double>(v) / scale_[f]);
+      for (std::size_t f = 0; f < F; ++f) {
+        T v = in[f];
+        if (with_mean_) v = static_cast<T>(static_cast<double>(v) - mean_[f]);
+        if (with_std_) v = static_cast<T>(static_cast<double>(v) / scale_[f]);
+        out[f] = v;
+      }
     } else {
-      if (scale) v = static_cast<T>(static_cast<double>(v) * scale_[f]);
-      if (center) v = static_cast<T>(static_cast<double>(v) + mean_[f]);
+      for (std::size_t f = 0; f < F; ++f) {
+        T v = in[f];
+        if (with_std_) v = static_cast<T>(static_cast<double>(v) * scale_[f]);
+        if (with_mean_) v = static_cast<T>(static_cast<double>(v) + mean_[f]);
+        out[f] = v;
+      }
     }
-    y[k] = v;
   }
 }
 
