@@ -111,7 +111,8 @@ class StandardScaler {
  private:
   template <class T>
   StandardScaler& partial_fit_impl(std::span<const T> x, std::int64_t features,
-                                   const Communicator* comm, std::span<const T> sample_weight);
+                                   const Communicator* comm, std::span<const T> sample_weight,
+                                   bool refit);  // refit: called by fit (for messages)
   template <class T>
   void transform_impl(std::span<const T> x, std::span<T> y, bool inverse) const;
   // Derives the exposed attributes from moments_.

@@ -212,9 +212,9 @@ StandardScaler StandardScaler::from_statistics(bool with_mean, bool with_std,
 template <class T>
 StandardScaler& StandardScaler::partial_fit_impl(std::span<const T> x, std::int64_t features,
                                                  const Communicator* comm,
-                                                 std::span<const T> sample_weight) {
-  const std::string_view fn = comm != nullptr ? "StandardScaler::partial_fit (synchronized)"
-                                              : "StandardScaler::partial_fit";
+                                                 std::span<const T> sample_weight, bool refit) {
+  const std::string fn = fmt::format("StandardScaler::{}{}", refit ? "fit" : "partial_fit",
+                                     comm != nullptr ? " (synchronized)" : "");
   FitInput input;
   const std::string problem =
       check_fit_input(fn, x, features, sample_weight, features_, comm != nullptr, input);
@@ -239,48 +239,48 @@ StandardScaler& StandardScaler::partial_fit_impl(std::span<const T> x, std::int6
 
 StandardScaler& StandardScaler::partial_fit(std::span<const float> x, std::int64_t features,
                                             std::span<const float> sample_weight) {
-  return partial_fit_impl(x, features, nullptr, sample_weight);
+  return partial_fit_impl(x, features, nullptr, sample_weight, false);
 }
 StandardScaler& StandardScaler::partial_fit(std::span<const double> x, std::int64_t features,
                                             std::span<const double> sample_weight) {
-  return partial_fit_impl(x, features, nullptr, sample_weight);
+  return partial_fit_impl(x, features, nullptr, sample_weight, false);
 }
 StandardScaler& StandardScaler::partial_fit(std::span<const float> x, std::int64_t features,
                                             const Communicator& comm,
                                             std::span<const float> sample_weight) {
-  return partial_fit_impl(x, features, &comm, sample_weight);
+  return partial_fit_impl(x, features, &comm, sample_weight, false);
 }
 StandardScaler& StandardScaler::partial_fit(std::span<const double> x, std::int64_t features,
                                             const Communicator& comm,
                                             std::span<const double> sample_weight) {
-  return partial_fit_impl(x, features, &comm, sample_weight);
+  return partial_fit_impl(x, features, &comm, sample_weight, false);
 }
 
 // fit = partial_fit on a fresh scaler, assigned only on success (a failed fit changes nothing).
 StandardScaler& StandardScaler::fit(std::span<const float> x, std::int64_t features,
                                     std::span<const float> sample_weight) {
   StandardScaler fresh(with_mean_, with_std_);
-  fresh.partial_fit(x, features, sample_weight);
+  fresh.partial_fit_impl(x, features, nullptr, sample_weight, true);
   return *this = std::move(fresh);
 }
 StandardScaler& StandardScaler::fit(std::span<const double> x, std::int64_t features,
                                     std::span<const double> sample_weight) {
   StandardScaler fresh(with_mean_, with_std_);
-  fresh.partial_fit(x, features, sample_weight);
+  fresh.partial_fit_impl(x, features, nullptr, sample_weight, true);
   return *this = std::move(fresh);
 }
 StandardScaler& StandardScaler::fit(std::span<const float> x, std::int64_t features,
                                     const Communicator& comm,
                                     std::span<const float> sample_weight) {
   StandardScaler fresh(with_mean_, with_std_);
-  fresh.partial_fit(x, features, comm, sample_weight);
+  fresh.partial_fit_impl(x, features, &comm, sample_weight, true);
   return *this = std::move(fresh);
 }
 StandardScaler& StandardScaler::fit(std::span<const double> x, std::int64_t features,
                                     const Communicator& comm,
                                     std::span<const double> sample_weight) {
   StandardScaler fresh(with_mean_, with_std_);
-  fresh.partial_fit(x, features, comm, sample_weight);
+  fresh.partial_fit_impl(x, features, &comm, sample_weight, true);
   return *this = std::move(fresh);
 }
 
