@@ -308,24 +308,41 @@ void StandardScaler::transform_impl(std::span<const T> x, std::span<T> y, bool i
   }
   // NumPy's in-place `X -= mean_` / `X /= scale_` with float64 statistics computes each step in
   // double and rounds it to X's type: one rounding per step for float, none extra for double.
+  // One loop per configuration, so that each is branch-free and vectorizes.
   const std::size_t rows = x.size() / F;
-  for (std::size_t r = 0; r < rows; ++r) {
-    const T* in = x.data() + r * F;
-    T* out = y.data() + r * F;
-    if (!inverse) {
-      for (std::size_t f = 0; f < F; ++f) {
-        T v = in[f];
-        if (with_mean_) v = static_cast<T>(static_cast<double>(v) - mean_[f]);
-        if (with_std_) v = static_cast<T>(static_cast<double>(v) / scale_[f]);
-        out[f] = v;
-      }
+  auto each = [&](auto step) {
+    for (std::size_t r = 0; r < rows; ++r) {
+      const T* in = x.data() + r * F;
+      T* out = y.data() + r * F;
+      for (std::size_t f = 0; f < F; ++f) out[f] = step(in[f], f);
+    }
+  };
+  const double* m = mean_.data();
+  const double* s = scale_.data();
+  auto rounded = [](double v) { return static_cast<T>(v); };
+  if (!inverse) {
+    if (with_mean_ && with_std_) {
+      each([&](T v, std::size_t f) {
+        return rounded(static_cast<double>(rounded(static_cast<double>(v) - m[f])) / s[f]);
+      });
+    } else if (with_mean_) {
+      each([&](T v, std::size_t f) { return rounded(static_cast<double>(v) - m[f]); });
+    } else if (with_std_) {
+      each([&](T v, std::size_t f) { return rounded(static_cast<double>(v) / s[f]); });
     } else {
-      for (std::size_t f = 0; f < F; ++f) {
-        T v = in[f];
-        if (with_std_) v = static_cast<T>(static_cast<double>(v) * scale_[f]);
-        if (with_mean_) v = static_cast<T>(static_cast<double>(v) + mean_[f]);
-        out[f] = v;
-      }
+      each([](T v, std::size_t) { return v; });
+    }
+  } else {
+    if (with_mean_ && with_std_) {
+      each([&](T v, std::size_t f) {
+        return rounded(static_cast<double>(rounded(static_cast<double>(v) * s[f])) + m[f]);
+      });
+    } else if (with_mean_) {
+      each([&](T v, std::size_t f) { return rounded(static_cast<double>(v) + m[f]); });
+    } else if (with_std_) {
+      each([&](T v, std::size_t f) { return rounded(static_cast<double>(v) * s[f]); });
+    } else {
+      each([](T v, std::size_t) { return v; });
     }
   }
 }
