@@ -144,7 +144,8 @@ TEST(NnStandardScaler, FitOnADatasetIsTheFitOfItsGatheredImages) {
   for (std::int64_t k = 0; k < data.images.count * 6; ++k) {
     // Pixel 0 always 0 (constant), the others with different ranges.
     const auto p = k % 6;
-    data.images.pixels.push_back(p == 0 ? 0 : static_cast<std::uint8_t>(gen() % (40 * p + 16)));
+    const auto bound = 40 * static_cast<std::uint64_t>(p) + 16;  // up to 216 < 256
+    data.images.pixels.push_back(static_cast<std::uint8_t>(p == 0 ? 0 : gen() % bound));
   }
   data.labels.assign(static_cast<std::size_t>(data.images.count), 0);
   const StandardScaler chunked = fit_standard_scaler(data);
