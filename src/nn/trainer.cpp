@@ -16,6 +16,12 @@ MlpSpec with_comm(MlpSpec spec, bool sync_bn, const Communicator& comm) {
   return spec;
 }
 
+// The inputs as the model sees them: standardized in place when the config has a scaler.
+void preprocess(const TrainConfig& config, Tensor<float>& x) {
+  if (config.input_scaler)
+    config.input_scaler->transform(std::span<const float>(x.span()), x.span());
+}
+
 Mlp<float> build(const TrainConfig& config, const Communicator& comm) {
   Rng rng(config.seed);
   return build_mlp<float>(with_comm(config.model, config.sync_bn, comm), rng);
@@ -67,6 +73,7 @@ double Trainer::step() {
          batch.subspan(static_cast<std::size_t>(shard.begin),
                        static_cast<std::size_t>(shard.end - shard.begin)),
          x_, labels_);
+  preprocess(config_, x_);
   const Tensor<float>& logits = mlp_.net.forward(x_, Mode::kTraining);
   // Normalized by the global batch, so that summing over ranks gives the global mean's gradient.
   double loss = softmax_cross_entropy(logits, labels_, config_.batch, &dlogits_);
@@ -115,6 +122,7 @@ Evaluation Trainer::evaluate(const Dataset& data, std::int64_t limit, std::int64
     indices.resize(static_cast<std::size_t>(end - begin));
     for (std::int64_t i = begin; i < end; ++i) indices[static_cast<std::size_t>(i - begin)] = i;
     gather(data, indices, x, labels);
+    preprocess(config_, x);
     const Tensor<float>& logits = mlp_.net.forward(x, Mode::kInference);
     correct += count_correct(logits, labels);
     loss_sum += softmax_cross_entropy<float>(logits, labels, 1, nullptr);
@@ -126,6 +134,7 @@ Evaluation Trainer::evaluate(const Dataset& data, std::int64_t limit, std::int64
     indices.resize(static_cast<std::size_t>(b));
     for (std::int64_t i = 0; i < b; ++i) indices[static_cast<std::size_t>(i)] = begin + i;
     gather(data, indices, x, labels);
+    preprocess(config_, x);
     mlp_.net.forward(x, Mode::kBatchStatistics);
     const Tensor<float>& signal = mlp_.net.output(mlp_.tracked_layer);
     for (std::int64_t r = 0; r < signal.rows(); ++r) tracked.push_back(signal(r, tracked_unit));

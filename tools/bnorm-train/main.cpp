@@ -19,6 +19,7 @@
 #include "bnorm/mpi.hpp"
 #endif
 #include "bnorm/io.hpp"
+#include "inputs.hpp"
 #include "options.hpp"
 #include "plots.hpp"
 #include "progress.hpp"
@@ -38,6 +39,7 @@ struct Flags {
   std::string activation = "sigmoid";
   std::vector<std::string> bn;
   std::vector<double> lr;
+  std::vector<std::string> inputs{"raw"};
   std::int64_t steps = 50000;
   std::int64_t batch = 60;
   double momentum = 0;
@@ -84,6 +86,11 @@ void add_flags(CLI::App& app, Flags& f, bool compare) {
         ->delimiter(',')
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
+    app.add_option("--inputs", f.inputs,
+                   "inputs to compare: raw pixels, or standardized per pixel on the training set")
+        ->delimiter(',')
+        ->check(CLI::IsMember({"raw", "standardize"}))
+        ->capture_default_str();
   } else {
     f.bn = {"before"};
     f.lr = {0.5};
@@ -92,6 +99,9 @@ void add_flags(CLI::App& app, Flags& f, bool compare) {
         ->capture_default_str();
     app.add_option("--lr", f.lr[0], "learning rate")
         ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    app.add_option("--inputs", f.inputs[0], "raw pixels, or standardized per pixel")
+        ->check(CLI::IsMember({"raw", "standardize"}))
         ->capture_default_str();
   }
   app.add_option("--steps", f.steps, "training steps (the paper: 50000)")
@@ -161,10 +171,11 @@ std::string format_lr(double lr) {
   return fmt::format("{}", lr);
 }
 
-bt::RunOptions make_run(const Flags& f, const std::string& bn, double lr, const fs::path& out,
-                        const std::string& name) {
+bt::RunOptions make_run(const Flags& f, const std::string& bn, double lr, const std::string& inputs,
+                        const fs::path& out, const std::string& name) {
   bt::RunOptions o;
   o.name = name;
+  o.inputs = inputs;
   auto& c = o.config;
   c.model.hidden = f.hidden;
   c.model.activation = nn::parse_activation(f.activation);
@@ -203,12 +214,12 @@ void set_threads(int threads) {
 
 std::string table(const std::vector<bt::RunResult>& results) {
   std::string t =
-      fmt::format("{:<24} {:>7} {:>6} {:>7} {:>9} {:>9} {:>10} {:>22} {:>8}\n", "run", "bn", "lr",
+      fmt::format("{:<30} {:>7} {:>6} {:>7} {:>9} {:>9} {:>10} {:>22} {:>8}\n", "run", "bn", "lr",
                   "steps", "test acc", "best acc", "train loss", "p85-p15 start -> end", "steps/s");
   for (const auto& r : results) {
     const auto& c = r.options.config;
     t += fmt::format(
-        "{:<24} {:>7} {:>6} {:>7} {:>9.4f} {:>9.4f} {:>10.4f} {:>10.3g} -> {:>8.3g} {:>8.0f}\n",
+        "{:<30} {:>7} {:>6} {:>7} {:>9.4f} {:>9.4f} {:>10.4f} {:>10.3g} -> {:>8.3g} {:>8.0f}\n",
         r.options.name, nn::bn_placement_name(c.model.bn), format_lr(c.sgd.learning_rate),
         r.last().step, r.last().test_accuracy, r.best_accuracy(), r.last().train_loss,
         r.spread_start(), r.spread_end(), r.steps_per_second);
@@ -257,14 +268,18 @@ int run(const Flags& f, bool compare) {
   std::vector<bt::RunOptions> runs;
   for (double lr : f.lr) {
     for (const auto& bn : f.bn) {
-      const std::string name = fmt::format("bn-{}_lr-{}", bn, format_lr(lr));
-      runs.push_back(make_run(f, bn, lr, compare ? out / name : out, name));
+      for (const auto& inputs : f.inputs) {
+        const std::string name =
+            fmt::format("bn-{}_lr-{}{}", bn, format_lr(lr), bt::inputs_suffix(inputs));
+        runs.push_back(make_run(f, bn, lr, inputs, compare ? out / name : out, name));
+      }
     }
   }
   // Validate before any work: every run's flags were checked by make_run; now the data.
   const fs::path data_dir(f.data);
   const nn::Dataset train = nn::load_idx_dataset(data_dir, "train");
   const nn::Dataset test = nn::load_idx_dataset(data_dir, "t10k");
+  bt::attach_input_scalers(runs, train);
   if (writer) {
     fmt::print("bnorm-train: {} training and {} test images from {} ({} threads)\n", train.size(),
                test.size(), data_dir.string(), Eigen::nbThreads());

@@ -7,7 +7,7 @@ nlohmann::json fingerprint(const RunOptions& o) {
   const auto& c = o.config;
   const auto& m = c.model;
   const auto& bn = m.bn_options;
-  return {
+  nlohmann::json j = {
       {"hidden", m.hidden},
       {"activation", nn::activation_name(m.activation)},
       {"bn", nn::bn_placement_name(m.bn)},
@@ -29,11 +29,15 @@ nlohmann::json fingerprint(const RunOptions& o) {
       {"eval_limit", o.eval_limit},
       {"track_unit", o.track_unit},
   };
+  // Only when not the default, so that checkpoints written before --inputs existed still resume.
+  if (o.inputs != "raw") j["inputs"] = o.inputs;
+  return j;
 }
 
 nlohmann::json to_json(const RunOptions& o) {
   nlohmann::json j = fingerprint(o);
   j["name"] = o.name;
+  j["inputs"] = o.inputs;
   j["steps"] = o.steps;
   j["checkpoint_every"] = o.checkpoint_every;
   j["out"] = o.out.string();

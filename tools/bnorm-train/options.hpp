@@ -23,6 +23,7 @@ struct RunOptions {
   std::int64_t checkpoint_every = 0;
   bool resume = false;
   std::filesystem::path out;
+  std::string inputs = "raw";  // "raw" or "standardize" (inputs.hpp)
 };
 
 // Everything that determines the results (not where they go, how many steps, the threads or

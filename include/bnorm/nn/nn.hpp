@@ -13,5 +13,6 @@
 #include "bnorm/nn/rng.hpp"
 #include "bnorm/nn/sequential.hpp"
 #include "bnorm/nn/sgd.hpp"
+#include "bnorm/nn/standard_scaler.hpp"
 #include "bnorm/nn/tensor.hpp"
 #include "bnorm/nn/trainer.hpp"

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "bnorm/nn/idx.hpp"
 #include "bnorm/nn/mlp.hpp"
 #include "bnorm/nn/sgd.hpp"
+#include "bnorm/standard_scaler.hpp"
 
 namespace bnorm::nn {
 
@@ -27,6 +29,10 @@ struct TrainConfig {
   std::int64_t batch = 60;  // global batch
   std::uint64_t seed = 1;   // initialization and data order
   bool sync_bn = false;     // synchronized BN statistics over the communicator
+  // Input standardization: when set, every batch (training and evaluation) is transformed by
+  // it before the model sees it. Fitted by the caller on the training set (fit_standard_scaler,
+  // bnorm/nn/standard_scaler.hpp); not part of checkpoints (refit it to resume).
+  std::shared_ptr<const StandardScaler> input_scaler;
 };
 
 struct Evaluation {
