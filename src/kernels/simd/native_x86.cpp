@@ -5,7 +5,7 @@
 // of input (measured on AMD Zen 5, as Intel's manual describes): float subnormals are read as
 // zero (0x007fffff gives 0x0000, not 0x0080) and NaNs keep their payload (0xffc12345 gives
 // 0xffc1, not 0x7fc0). A step of 32 floats with any such value takes the integer formula of
-// convert-inl.h instead (one compare per vector decides; real data almost never has them).
+// convert-inl.h instead (one vfpclassps per vector decides; real data almost never has them).
 #include <cstring>
 
 #include "kernels/simd/convert.hpp"
@@ -32,12 +32,10 @@ namespace {
 #define BNORM_TARGET_AVX512_BF16 \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 
-// Lanes that vcvtneps2bf16 does not convert as the scalar conversion: NaN, or subnormal.
+// Lanes that vcvtneps2bf16 does not convert as the scalar conversion: NaN (quiet 0x01 or
+// signalling 0x80) or subnormal (0x20), in one vfpclassps.
 BNORM_TARGET_AVX512_BF16 inline __mmask16 Unusual(__m512 v) {
-  const __m512i magnitude = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fffffff));
-  const __mmask16 nan = _mm512_cmpgt_epi32_mask(magnitude, _mm512_set1_epi32(0x7f800000));
-  const __mmask16 tiny = _mm512_cmplt_epi32_mask(magnitude, _mm512_set1_epi32(0x00800000));
-  return nan | _mm512_mask_test_epi32_mask(tiny, magnitude, magnitude);
+  return _mm512_fpclass_ps_mask(v, 0x01 | 0x20 | 0x80);
 }
 
 // The integer round-to-nearest-even of convert-inl.h, 16 lanes.
