@@ -208,6 +208,7 @@ test::Runs runs_of_every_float() {
 }
 
 TEST_F(Convert, DispatchedNarrowingIsBitwisePyTorchOnEveryFloat) {
+  if (test::kSanitized) GTEST_SKIP() << "all 2^32 floats: in the release build only";
   EXPECT_EQ(runs_of_every_float<bf16>(), fixture().narrow_bf16);
   EXPECT_EQ(runs_of_every_float<fp16>(), fixture().narrow_fp16);
 }
