@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <span>
 #include <string>
 #include <vector>
@@ -170,6 +171,25 @@ TEST_F(Convert, NativePathsAreBitwiseTheScalarConversion) {
   if (!kernels::simd::cpu_has_avx512_bf16()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
   EXPECT_EQ(paths.size(), 2u);
   EXPECT_NE(kernels::simd::avx512_bf16_convert().narrow_bf16, nullptr);
+}
+
+// The CPUID check agrees with the kernel's view of the CPU (Linux lists avx512_bf16 in
+// /proc/cpuinfo only when the CPU has it and the kernel enabled AVX-512 state).
+TEST_F(Convert, Avx512Bf16DetectionAgreesWithProcCpuinfo) {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  if (!cpuinfo) GTEST_SKIP() << "no /proc/cpuinfo";
+  std::string line;
+  bool listed = false;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("flags", 0) == 0) {
+      listed = (line + " ").find(" avx512_bf16 ") != std::string::npos;
+      break;
+    }
+  }
+  EXPECT_EQ(kernels::simd::cpu_has_avx512_bf16(), listed);
+  // Restricting Highway's targets does not hide it.
+  force_target(supported_targets().back().bits);
+  EXPECT_EQ(kernels::simd::cpu_has_avx512_bf16(), listed);
 }
 
 // The native instruction is bypassed for a step with a subnormal or NaN anywhere in it: put one

@@ -3,7 +3,7 @@
 // round to nearest even on store, one canonical quiet NaN.
 //
 // Highway 1.0.3's own conversions cannot be used as they are: its DemoteTo/ReorderDemote2To to
-// bfloat16 truncate, its float16 conversions truncate (and flush) on SSE4 and below, and the
+// bfloat16 truncate, its float16 narrowing truncates on SSE4 and below, and the
 // F16C ones keep NaN payloads. So:
 //   bf16 narrow  integer round-to-nearest-even on every target (add 0x7fff + kept LSB, shift);
 //                the AVX512_BF16 instruction lives in native_x86.cpp (Highway has no target

@@ -13,7 +13,6 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define BNORM_HAVE_AVX512_BF16_PATH 1
 #include <cpuid.h>
-#include <hwy/targets.h>
 #include <immintrin.h>
 
 #endif
@@ -80,11 +79,19 @@ BNORM_TARGET_AVX512_BF16 void NarrowBf16Avx512(const float* from, bf16* to, std:
 #pragma GCC diagnostic pop
 
 bool cpu_has_avx512_bf16() {
-  // Highway's AVX3 target bit includes the OS check that the ZMM state is enabled (XGETBV).
-  if ((hwy::SupportedTargets() & HWY_AVX3) == 0) return false;
+  // Checked directly rather than through Highway's target bits, which tests may restrict
+  // (force_target): the instructions (CPUID) and the OS saving the ZMM and mask registers (XCR0).
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0 || (ecx & (1u << 27)) == 0) return false;
+  unsigned xcr0_low = 0, xcr0_high = 0;
+  __asm__("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+  constexpr unsigned kSseAvxOpmaskZmm = 0xe6;  // XCR0 bits 1, 2, 5, 6, 7
+  if ((xcr0_low & kSseAvxOpmaskZmm) != kSseAvxOpmaskZmm) return false;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  constexpr unsigned kAvx512FDqBwVl = (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31);
+  if ((ebx & kAvx512FDqBwVl) != kAvx512FDqBwVl) return false;
   if (__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) == 0) return false;
-  return (eax & (1u << 5)) != 0;  // CPUID.(EAX=7,ECX=1):EAX[5] = AVX512_BF16
+  return (eax & (1u << 5)) != 0;  // AVX512_BF16
 }
 
 ConvertPath avx512_bf16_convert() {
