@@ -8,6 +8,7 @@
 #include "bnorm/functional.hpp"
 #include "bnorm/fused.hpp"
 #include "bnorm/geometry.hpp"
+#include "bnorm/half.hpp"
 #include "bnorm/initializers.hpp"
 #include "bnorm/io.hpp"
 #include "bnorm/kernels.hpp"
