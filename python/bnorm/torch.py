@@ -117,11 +117,17 @@ if HAVE_OPERATOR:
 # ---- modules ----
 
 
+@torch.jit.unused
+def _is_fx_proxy(x) -> bool:
+    return isinstance(x, torch.fx.Proxy)
+
+
 class _BnormForward:
     """torch.nn.modules.batchnorm._BatchNorm.forward (torch 1.13) with bnorm's batch_norm."""
 
     def forward(self, input: Tensor) -> Tensor:
-        self._check_input_dim(input)
+        if torch.jit.is_scripting() or not _is_fx_proxy(input):
+            self._check_input_dim(input)  # (torch.fx cannot branch on a traced dim())
         if self.momentum is None:
             exponential_average_factor = 0.0
         else:

@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include <pybind11/stl.h>
+
 #include "bnorm/kernels.hpp"
 #include "numpy_arrays.hpp"
 

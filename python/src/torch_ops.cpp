@@ -217,13 +217,28 @@ std::vector<Tensor> kernel_backward(const Tensor& input, const Tensor& grad, con
   return {dx, want_dweight ? dweight : Tensor(), want_dbias ? dbias : Tensor()};
 }
 
+Tensor value_or_undefined(const c10::optional<Tensor>& t) {
+  return t.has_value() ? *t : Tensor();
+}
+
+// None stays None, and so does an undefined tensor.
+c10::optional<Tensor> present(const c10::optional<Tensor>& t) {
+  return t.has_value() && t->defined() ? t : c10::nullopt;
+}
+
 struct BatchNormFunction : public torch::autograd::Function<BatchNormFunction> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& input, const Tensor& weight,
-                        const Tensor& bias, const Tensor& running_mean, const Tensor& running_var,
-                        bool training, double momentum, double eps) {
+  // Optional tensors: an absent weight or bias is no input of the graph (an undefined Tensor
+  // argument would be taken for one).
+  static Tensor forward(AutogradContext* ctx, const Tensor& input,
+                        const c10::optional<Tensor>& weight, const c10::optional<Tensor>& bias,
+                        const c10::optional<Tensor>& running_mean,
+                        const c10::optional<Tensor>& running_var, bool training, double momentum,
+                        double eps) {
+    const Tensor w = value_or_undefined(weight);
     auto [y, mean, var] =
-        forward_impl(input, weight, bias, running_mean, running_var, training, momentum, eps);
-    ctx->save_for_backward({input, weight, mean, var});
+        forward_impl(input, w, value_or_undefined(bias), value_or_undefined(running_mean),
+                     value_or_undefined(running_var), training, momentum, eps);
+    ctx->save_for_backward({input, w, mean, var});
     ctx->saved_data["training"] = training;
     ctx->saved_data["eps"] = eps;
     return y;
@@ -254,10 +269,6 @@ struct BatchNormFunction : public torch::autograd::Function<BatchNormFunction> {
   }
 };
 
-Tensor value_or_undefined(const c10::optional<Tensor>& t) {
-  return t.has_value() ? *t : Tensor();
-}
-
 Tensor batch_norm_cpu(const Tensor& input, const c10::optional<Tensor>& weight,
                       const c10::optional<Tensor>& bias, const c10::optional<Tensor>& running_mean,
                       const c10::optional<Tensor>& running_var, bool training, double momentum,
@@ -272,9 +283,8 @@ Tensor batch_norm_autograd(const Tensor& input, const c10::optional<Tensor>& wei
                            const c10::optional<Tensor>& running_mean,
                            const c10::optional<Tensor>& running_var, bool training, double momentum,
                            double eps) {
-  return BatchNormFunction::apply(input, value_or_undefined(weight), value_or_undefined(bias),
-                                  value_or_undefined(running_mean), value_or_undefined(running_var),
-                                  training, momentum, eps);
+  return BatchNormFunction::apply(input, present(weight), present(bias), present(running_mean),
+                                  present(running_var), training, momentum, eps);
 }
 
 // The Python entry point of the eager path: through the dispatcher (so the tracer records the
