@@ -7,6 +7,7 @@
 2. End to end, a training step (SGD, cross-entropy, CPU) of torchvision models (or ResNet-18
    written out when torchvision is missing) with torch's BN and after bnorm.torch.convert, 1 and
    2 threads; torch's profiler gives the share of the step that BN takes with torch's BN.
+3. SyncBatchNorm with 2 gloo processes against an unsynchronized step plus one all-reduce.
 
 PyTorch runs in its best configuration: BLAS through Debian's alternatives (OpenBLAS when
 libopenblas0-pthread is installed; the script reports which library is loaded) and the fastest
@@ -71,22 +72,31 @@ def blas_library():
     return ", ".join(sorted(os.path.basename(p) for p in libs)) or "none found"
 
 
+# CPU time of the process next to wall time: on a shared machine other processes take the cores
+# away for part of a wall-clock interval, which CPU time does not count (at 1 thread it is the
+# time the computation itself took; at 2 threads it adds OpenMP's spin-waiting).
+CPU_TIMES = {}
+
+
 def timed(fn, reps):
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(reps):
         fn()
-    return (time.perf_counter() - start) / reps
+    return (time.perf_counter() - start) / reps, (time.process_time() - cpu) / reps
 
 
 def interleaved(fns, reps, rounds):
-    """Median over `rounds` of the mean time of `reps` calls, implementations interleaved."""
+    """Median over `rounds` of the mean wall time of `reps` calls, implementations interleaved.
+    The medians of the CPU times go to CPU_TIMES[name]."""
     samples = {name: [] for name in fns}
     for fn in fns.values():
         fn()  # warm up
     for _ in range(rounds):
         for name, fn in fns.items():
             samples[name].append(timed(fn, reps))
-    return {name: statistics.median(s) for name, s in samples.items()}
+    for name, s in samples.items():
+        CPU_TIMES[name] = statistics.median(c for _, c in s)
+    return {name: statistics.median(w for w, _ in s) for name, s in samples.items()}
 
 
 def per_call_rows(quick):
@@ -119,6 +129,7 @@ def per_call_rows(quick):
                     1e-5).backward(dy)
             t = interleaved(fns, reps=max(1, reps // (4 if quick else 1)),
                             rounds=3 if quick else 7)
+            t["cpu speedup"] = CPU_TIMES["torch"] / CPU_TIMES["bnorm"]
             rows.append((label, threads, t))
     return rows
 
@@ -214,8 +225,48 @@ def end_to_end_rows(models, quick):
             t = interleaved({"torch": step(model, opts["torch"]),
                              "bnorm": step(converted, opts["bnorm"])},
                             reps=1, rounds=3 if quick else 7)
+            t["cpu speedup"] = CPU_TIMES["torch"] / CPU_TIMES["bnorm"]
             rows.append((f"{name} b{n} 112x112 ({source})", threads, t, share))
     return rows
+
+
+def _sync_worker(rank, init_file, out_file, quick):
+    import torch
+    import torch.distributed as dist
+
+    import bnorm.torch as bt
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    rows = []
+    for shape in ((16, 64, 56, 56), (16, 256, 14, 14)):
+        channels = shape[1]
+        x = torch.randn(shape, requires_grad=True)
+        dy = torch.randn(shape)
+        sync_bn, local_bn = bt.SyncBatchNorm(channels), bt.BatchNorm2d(channels)
+        sums = torch.zeros(2 * channels, dtype=torch.float64)
+        fns = {"sync": lambda: sync_bn(x).backward(dy),
+               "local": lambda: local_bn(x).backward(dy),
+               "allreduce": lambda: dist.all_reduce(sums)}
+        t = interleaved(fns, reps=3 if quick else 10, rounds=5 if quick else 9)
+        rows.append(("x".join(map(str, shape)), t))
+    if rank == 0:
+        torch.save(rows, out_file)
+    dist.destroy_process_group()
+
+
+def sync_rows(quick):
+    """SyncBatchNorm fwd+bwd with 2 gloo processes (1 thread each) vs the same module's
+    unsynchronized BN on the local batch plus one all-reduce of 2C doubles."""
+    import tempfile
+
+    import torch
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "rows.pt")
+        mp.spawn(_sync_worker, args=(os.path.join(tmp, "init"), out, quick), nprocs=2)
+        return torch.load(out)
 
 
 def main():
@@ -244,29 +295,43 @@ def main():
     lines.append(f"Machine: {cpu}, {os.cpu_count()} cores (shared). torch {torch.__version__}, "
                  f"ATEN_CPU_CAPABILITY={os.environ['ATEN_CPU_CAPABILITY']} "
                  f"({cpu_capability()}), BLAS loaded: {blas_library()}; "
-                 f"bnorm operator: {'yes' if bt.HAVE_OPERATOR else bt.OPERATOR_ERROR}.")
+                 f"bnorm operator: {'yes' if bt.HAVE_OPERATOR else bt.OPERATOR_ERROR}. "
+                 f"Load average at the start: {os.getloadavg()[0]:.1f}.")
     lines.append("")
     lines.append("### Per call, forward + backward through autograd")
     lines.append("")
-    lines.append("| problem | threads | torch | bnorm.torch | speedup | NumPy Function |")
-    lines.append("|---|---:|---:|---:|---:|---:|")
+    lines.append("| problem | threads | torch | bnorm.torch | speedup | speedup in CPU time | "
+                 "NumPy Function |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
     for label, threads, t in per_call_rows(args.quick):
         unit, scale = ("us", 1e6) if t["torch"] < 1e-3 else ("ms", 1e3)
         numpy_col = (f"{t['bnorm NumPy Function'] * scale:.1f} {unit}"
                      if "bnorm NumPy Function" in t else "")
         lines.append(f"| {label} | {threads} | {t['torch'] * scale:.1f} {unit} | "
                      f"{t['bnorm'] * scale:.1f} {unit} | {t['torch'] / t['bnorm']:.2f}x | "
-                     f"{numpy_col} |")
+                     f"{t['cpu speedup']:.2f}x | {numpy_col} |")
         print(lines[-1], flush=True)
     lines.append("")
     lines.append("### Training step (SGD, cross-entropy), torch BN vs bnorm.torch.convert(model)")
     lines.append("")
     lines.append("| model | threads | BN share (torch profile) | torch step | bnorm step | "
-                 "speedup |")
-    lines.append("|---|---:|---:|---:|---:|---:|")
+                 "speedup | speedup in CPU time |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
     for label, threads, t, share in end_to_end_rows(args.models.split(","), args.quick):
         lines.append(f"| {label} | {threads} | {share * 100:.1f}% | {t['torch'] * 1e3:.0f} ms | "
-                     f"{t['bnorm'] * 1e3:.0f} ms | {t['torch'] / t['bnorm']:.3f}x |")
+                     f"{t['bnorm'] * 1e3:.0f} ms | {t['torch'] / t['bnorm']:.3f}x | "
+                     f"{t['cpu speedup']:.3f}x |")
+        print(lines[-1], flush=True)
+    lines.append("")
+    lines.append("### SyncBatchNorm on CPU: 2 gloo processes, 1 thread each, fwd+bwd per rank")
+    lines.append("")
+    lines.append("| per-rank batch | synchronized | local BN | one all-reduce (2C doubles) | "
+                 "sync / (local + all-reduce) |")
+    lines.append("|---|---:|---:|---:|---:|")
+    for label, t in sync_rows(args.quick):
+        lines.append(f"| {label} | {t['sync'] * 1e3:.2f} ms | {t['local'] * 1e3:.2f} ms | "
+                     f"{t['allreduce'] * 1e6:.0f} us | "
+                     f"{t['sync'] / (t['local'] + t['allreduce']):.2f} |")
         print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print(text)
