@@ -16,7 +16,7 @@ Times are medians of interleaved repetitions; the machine may be shared, so trea
 under ~5% as noise.
 
 Usage: bench/python/bench_torch.py [--quick] [--models resnet18,resnet50,mobilenet_v2]
-                                   [--md docs/benchmarks-python.md]
+                                   [--sections percall,e2e,sync] [--md docs/benchmarks-python.md]
 """
 
 import argparse
@@ -275,6 +275,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--models", default="resnet18,resnet50,mobilenet_v2")
     parser.add_argument("--md", default=None, help="also write the tables to this Markdown file")
+    parser.add_argument("--sections", default="percall,e2e,sync",
+                        help="which tables: percall, e2e, sync (comma-separated)")
     args = parser.parse_args()
 
     if "ATEN_CPU_CAPABILITY" not in os.environ:
@@ -297,13 +299,14 @@ def main():
                  f"({cpu_capability()}), BLAS loaded: {blas_library()}; "
                  f"bnorm operator: {'yes' if bt.HAVE_OPERATOR else bt.OPERATOR_ERROR}. "
                  f"Load average at the start: {os.getloadavg()[0]:.1f}.")
+    sections = set(args.sections.split(","))
     lines.append("")
     lines.append("### Per call, forward + backward through autograd")
     lines.append("")
     lines.append("| problem | threads | torch | bnorm.torch | speedup | speedup in CPU time | "
                  "NumPy Function |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|")
-    for label, threads, t in per_call_rows(args.quick):
+    for label, threads, t in per_call_rows(args.quick) if "percall" in sections else []:
         unit, scale = ("us", 1e6) if t["torch"] < 1e-3 else ("ms", 1e3)
         numpy_col = (f"{t['bnorm NumPy Function'] * scale:.1f} {unit}"
                      if "bnorm NumPy Function" in t else "")
@@ -317,7 +320,8 @@ def main():
     lines.append("| model | threads | BN share (torch profile) | torch step | bnorm step | "
                  "speedup | speedup in CPU time |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|")
-    for label, threads, t, share in end_to_end_rows(args.models.split(","), args.quick):
+    e2e = end_to_end_rows(args.models.split(","), args.quick) if "e2e" in sections else []
+    for label, threads, t, share in e2e:
         lines.append(f"| {label} | {threads} | {share * 100:.1f}% | {t['torch'] * 1e3:.0f} ms | "
                      f"{t['bnorm'] * 1e3:.0f} ms | {t['torch'] / t['bnorm']:.3f}x | "
                      f"{t['cpu speedup']:.3f}x |")
@@ -328,7 +332,7 @@ def main():
     lines.append("| per-rank batch | synchronized | local BN | one all-reduce (2C doubles) | "
                  "sync / (local + all-reduce) |")
     lines.append("|---|---:|---:|---:|---:|")
-    for label, t in sync_rows(args.quick):
+    for label, t in sync_rows(args.quick) if "sync" in sections else []:
         lines.append(f"| {label} | {t['sync'] * 1e3:.2f} ms | {t['local'] * 1e3:.2f} ms | "
                      f"{t['allreduce'] * 1e6:.0f} us | "
                      f"{t['sync'] / (t['local'] + t['allreduce']):.2f} |")
