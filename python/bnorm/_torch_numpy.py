@@ -6,7 +6,6 @@ C++ operator was not built. The backward is bnorm's kernel, except when it is be
 differentiates again.
 """
 
-import numpy as np
 import torch
 from torch import Tensor
 

@@ -21,7 +21,6 @@ from torch import Tensor, nn
 from torch.autograd import forward_ad as _forward_ad
 from typing import Optional
 
-from . import _bnorm
 
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm",
