@@ -123,6 +123,15 @@ struct BatchNormOptions {
   void validate() const;
 };
 
+// What a load found (PyTorch load_state_dict's _IncompatibleKeys): the layer's state tensors the
+// file lacks and the file's tensors under the prefix that the layer has no use for, both with the
+// file's naming and the prefix, in the layer's slot order (missing) and the file's order
+// (unexpected). Always empty after a strict load (it throws instead).
+struct LoadResult {
+  std::vector<std::string> missing_keys;
+  std::vector<std::string> unexpected_keys;
+};
+
 // What one forward call did to the moving statistics.
 struct ForwardResult {
   bool updated_statistics = false;  // moving statistics (and num_batches_tracked) changed
@@ -179,7 +188,11 @@ class BasicBatchNorm {
   // num_batches_tracked) each optionally preceded by `prefix` (e.g. "bn1."). Every tensor's shape
   // and dtype is checked; a file mixing the two namings is refused; nothing changes unless the
   // whole file is accepted.
-  void load(const std::filesystem::path& path, const std::string& prefix = "");
+  // strict = false (PyTorch load_state_dict(strict=False)): a missing tensor keeps its value and
+  // an unexpected one is skipped, both reported in the result; a shape or dtype mismatch, a mix
+  // of namings, a bad num_batches_tracked or conflicting metadata still refuse the whole file.
+  LoadResult load(const std::filesystem::path& path, const std::string& prefix = "",
+                  bool strict = true);
 
   [[nodiscard]] std::int64_t channels() const { return channels_; }
   [[nodiscard]] const BatchNormOptions& options() const { return options_; }
