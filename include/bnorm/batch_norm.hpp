@@ -138,6 +138,23 @@ struct ForwardResult {
   bool skipped_nonfinite = false;   // the non-finite guard skipped the update
 };
 
+// The population statistics recalibrate() computes, per channel, from K batches with m_k values
+// per channel (m_k = samples x spatial positions), batch means mu_k, biased variances s2_k:
+//   kAlgorithm2 (Ioffe & Szegedy 2015, Algorithm 2, step 10, with m_k in place of the paper's
+//     one m): E[x] = (1/K) sum mu_k,  Var[x] = (1/K) sum m_k/(m_k - 1) s2_k  (s2_k when m_k = 1).
+//     What PyTorch's cumulative average (momentum=None) of running statistics reaches.
+//   kPooled: the exact statistics of all values together: E[x] = sum m_k mu_k / N, Var[x] =
+//     M2 / (N - 1) with M2 = sum (x - E[x])^2 over all N = sum m_k values (Chan merges in batch
+//     order). Differs from kAlgorithm2 by the spread between batch means (and for unequal m_k).
+enum class PopulationStatistics { kAlgorithm2, kPooled };
+
+// One batch for recalibrate(): values and shape, laid out as forward() takes them.
+template <class T>
+struct BatchRef {
+  std::span<const T> x;
+  std::span<const std::int64_t> shape;
+};
+
 // The layer. T is float or double (the functional API's two types).
 //
 // Caching: a training forward keeps only per-channel values (batch statistics, renorm r and d,
@@ -162,6 +179,26 @@ class BasicBatchNorm {
   // a virtual batch size that does not divide shape[0], or one value per channel under kError.
   ForwardResult forward(std::span<const T> x, std::span<const std::int64_t> shape, std::span<T> y,
                         bool training);
+
+  // The moving-statistics update of a training forward, without computing y (PyTorch
+  // torch.batch_norm_update_stats): the same batch statistics (per virtual batch, synchronized
+  // when the layer is) and the same update, so a training forward followed by this call on
+  // another batch equals two training forwards in its state. batch_mean()/batch_variance()
+  // report the batch's statistics (biased variance, as torch returns). Invalidates the cache of
+  // the last forward (backward throws until the next forward). trainable == false: nothing
+  // changes. Throws bnorm::Error as forward does, and without moving statistics
+  // (track_running_stats false).
+  ForwardResult update_statistics(std::span<const T> x, std::span<const std::int64_t> shape);
+
+  // BN recalibration: replaces moving_mean and moving_variance with the population statistics of
+  // `batches` (see PopulationStatistics), computed in double from exact per-batch moments;
+  // num_batches_tracked = number of batches. Renorm: moving_stddev = sqrt(variance + eps), the
+  // renorm_mean / renorm_stddev are left alone. Virtual batches play no part (inference ignores
+  // them). Local: with synchronized = true, every rank recalibrates from its own batches.
+  // Throws bnorm::Error for no batches, a batch of a bad shape (naming its index), a batch with
+  // no values, or without moving statistics. Nothing changes unless every batch is accepted.
+  void recalibrate(std::span<const BatchRef<T>> batches,
+                   PopulationStatistics kind = PopulationStatistics::kAlgorithm2);
 
   // Backward of the last forward: dx, and gamma_grad()/beta_grad() (regularizer terms added).
   // Requires: a forward before; x and dy of that forward's shape. dx may alias dy.
@@ -234,6 +271,8 @@ class BasicBatchNorm {
   enum class Mode { kNone, kBatch, kMoving };
   void forward_group(std::span<const T> x, std::span<T> y, std::size_t group, bool train);
   ForwardResult update_moving_statistics();
+  [[nodiscard]] Geometry checked_geometry(std::span<const std::int64_t> shape,
+                                          std::size_t values) const;
   [[nodiscard]] const Communicator* sync_comm() const;
 
   std::int64_t channels_;
