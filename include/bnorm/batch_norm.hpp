@@ -41,6 +41,12 @@ enum class MovingVariance { kBiased, kUnbiased };
 //   kError:      bnorm::Error "Expected more than 1 value per channel when training" (PyTorch)
 enum class SingleValuePolicy { kOutputBeta, kError };
 
+// Which samples (along axis 0, N of them) form the G = N / V virtual batches of V samples:
+//   kContiguous: virtual batch k = samples k*V .. k*V + V - 1 (Hoffer et al.; tf.split)
+//   kStrided:    virtual batch j = samples j, j + G, j + 2G, ... (tf.keras, which reshapes the
+//                batch to [V, G, ...] and reduces over the first axis)
+enum class VirtualBatchLayout { kContiguous, kStrided };
+
 // Keras renorm_clipping: r is clipped to [rmin, rmax], d to [-dmax, dmax]. A missing key in
 // Keras means no clipping, which is the default here.
 struct RenormClipping {
@@ -96,6 +102,7 @@ struct BatchNormOptions {
   double renorm_momentum = 0.99;  // always in the Keras direction (a Keras-only option)
   // Ghost batch norm: 0 = off; otherwise the number of samples (along axis 0) per virtual batch.
   std::int64_t virtual_batch_size = 0;
+  VirtualBatchLayout virtual_batch_layout = VirtualBatchLayout::kContiguous;
   Adjustment adjustment;
   // false: the layer always runs in inference mode and nothing (state or gradient) updates.
   bool trainable = true;
@@ -300,6 +307,8 @@ class BasicBatchNorm {
   std::vector<double> mean_, variance_, sum_dy_, sum_dy_xhat_, group_dy_, group_dy_xhat_;
   std::vector<T> group_dgamma_, group_dbeta_, zeros_;
   std::vector<double> update_scratch_;  // update_moving_statistics: mean, var, biased var
+  // kStrided virtual batches: x, y / dy, dx gathered into contiguous virtual-batch order.
+  std::vector<T> layout_x_, layout_y_, layout_dy_;
 };
 
 using BatchNorm = BasicBatchNorm<float>;

@@ -12,6 +12,7 @@
 
 #include "bnorm/batch_norm.hpp"
 #include "bnorm/error.hpp"
+#include "virtual_batch_layout.hpp"
 
 namespace bnorm {
 
@@ -86,8 +87,14 @@ ForwardResult BasicBatchNorm<T>::update_statistics(std::span<const T> x,
   batch_variance_.resize(G * C);
   counts_.assign(G, 0.0);
   moments_.resize(C);
+  std::span<const T> xs = x;
+  if (G > 1 && options_.virtual_batch_layout == VirtualBatchLayout::kStrided) {
+    layout_x_.resize(x.size());
+    detail::gather_strided_virtual_batches(x, std::span<T>(layout_x_), shape[0], groups_);
+    xs = layout_x_;
+  }
   for (std::size_t k = 0; k < G; ++k) {
-    channel_moments(x.subspan(k * n, n), group, moments_);
+    channel_moments(xs.subspan(k * n, n), group, moments_);
     if (gather) {
       gathered_.resize(C * static_cast<std::size_t>(comm->size()));
       comm->allgather(std::span<const double>(&moments_[0].count, 3 * C),
