@@ -41,6 +41,12 @@ enum class MovingVariance { kBiased, kUnbiased };
 //   kError:      bnorm::Error "Expected more than 1 value per channel when training" (PyTorch)
 enum class SingleValuePolicy { kOutputBeta, kError };
 
+// Which samples (along axis 0, N of them) form the G = N / V virtual batches of V samples:
+//   kContiguous: virtual batch k = samples k*V .. k*V + V - 1 (Hoffer et al.; tf.split)
+//   kStrided:    virtual batch j = samples j, j + G, j + 2G, ... (tf.keras, which reshapes the
+//                batch to [V, G, ...] and reduces over the first axis)
+enum class VirtualBatchLayout { kContiguous, kStrided };
+
 // Keras renorm_clipping: r is clipped to [rmin, rmax], d to [-dmax, dmax]. A missing key in
 // Keras means no clipping, which is the default here.
 struct RenormClipping {
@@ -96,6 +102,7 @@ struct BatchNormOptions {
   double renorm_momentum = 0.99;  // always in the Keras direction (a Keras-only option)
   // Ghost batch norm: 0 = off; otherwise the number of samples (along axis 0) per virtual batch.
   std::int64_t virtual_batch_size = 0;
+  VirtualBatchLayout virtual_batch_layout = VirtualBatchLayout::kContiguous;
   Adjustment adjustment;
   // false: the layer always runs in inference mode and nothing (state or gradient) updates.
   bool trainable = true;
@@ -123,10 +130,36 @@ struct BatchNormOptions {
   void validate() const;
 };
 
+// What a load found (PyTorch load_state_dict's _IncompatibleKeys): the layer's state tensors the
+// file lacks and the file's tensors under the prefix that the layer has no use for, both with the
+// file's naming and the prefix, in the layer's slot order (missing) and the file's order
+// (unexpected). Always empty after a strict load (it throws instead).
+struct LoadResult {
+  std::vector<std::string> missing_keys;
+  std::vector<std::string> unexpected_keys;
+};
+
 // What one forward call did to the moving statistics.
 struct ForwardResult {
   bool updated_statistics = false;  // moving statistics (and num_batches_tracked) changed
   bool skipped_nonfinite = false;   // the non-finite guard skipped the update
+};
+
+// The population statistics recalibrate() computes, per channel, from K batches with m_k values
+// per channel (m_k = samples x spatial positions), batch means mu_k, biased variances s2_k:
+//   kAlgorithm2 (Ioffe & Szegedy 2015, Algorithm 2, step 10, with m_k in place of the paper's
+//     one m): E[x] = (1/K) sum mu_k,  Var[x] = (1/K) sum m_k/(m_k - 1) s2_k  (s2_k when m_k = 1).
+//     What PyTorch's cumulative average (momentum=None) of running statistics reaches.
+//   kPooled: the exact statistics of all values together: E[x] = sum m_k mu_k / N, Var[x] =
+//     M2 / (N - 1) with M2 = sum (x - E[x])^2 over all N = sum m_k values (Chan merges in batch
+//     order). Differs from kAlgorithm2 by the spread between batch means (and for unequal m_k).
+enum class PopulationStatistics { kAlgorithm2, kPooled };
+
+// One batch for recalibrate(): values and shape, laid out as forward() takes them.
+template <class T>
+struct BatchRef {
+  std::span<const T> x;
+  std::span<const std::int64_t> shape;
 };
 
 // The layer. T is float or double (the functional API's two types).
@@ -154,6 +187,26 @@ class BasicBatchNorm {
   ForwardResult forward(std::span<const T> x, std::span<const std::int64_t> shape, std::span<T> y,
                         bool training);
 
+  // The moving-statistics update of a training forward, without computing y (PyTorch
+  // torch.batch_norm_update_stats): the same batch statistics (per virtual batch, synchronized
+  // when the layer is) and the same update, so a training forward followed by this call on
+  // another batch equals two training forwards in its state. batch_mean()/batch_variance()
+  // report the batch's statistics (biased variance, as torch returns). Invalidates the cache of
+  // the last forward (backward throws until the next forward). trainable == false: nothing
+  // changes. Throws bnorm::Error as forward does, and without moving statistics
+  // (track_running_stats false).
+  ForwardResult update_statistics(std::span<const T> x, std::span<const std::int64_t> shape);
+
+  // BN recalibration: replaces moving_mean and moving_variance with the population statistics of
+  // `batches` (see PopulationStatistics), computed in double from exact per-batch moments;
+  // num_batches_tracked = number of batches. Renorm: moving_stddev = sqrt(variance + eps), the
+  // renorm_mean / renorm_stddev are left alone. Virtual batches play no part (inference ignores
+  // them). Local: with synchronized = true, every rank recalibrates from its own batches.
+  // Throws bnorm::Error for no batches, a batch of a bad shape (naming its index), a batch with
+  // no values, or without moving statistics. Nothing changes unless every batch is accepted.
+  void recalibrate(std::span<const BatchRef<T>> batches,
+                   PopulationStatistics kind = PopulationStatistics::kAlgorithm2);
+
   // Backward of the last forward: dx, and gamma_grad()/beta_grad() (regularizer terms added).
   // Requires: a forward before; x and dy of that forward's shape. dx may alias dy.
   // After an inference-mode forward: dx = gamma / sqrt(moving_var + eps) * dy.
@@ -179,7 +232,11 @@ class BasicBatchNorm {
   // num_batches_tracked) each optionally preceded by `prefix` (e.g. "bn1."). Every tensor's shape
   // and dtype is checked; a file mixing the two namings is refused; nothing changes unless the
   // whole file is accepted.
-  void load(const std::filesystem::path& path, const std::string& prefix = "");
+  // strict = false (PyTorch load_state_dict(strict=False)): a missing tensor keeps its value and
+  // an unexpected one is skipped, both reported in the result; a shape or dtype mismatch, a mix
+  // of namings, a bad num_batches_tracked or conflicting metadata still refuse the whole file.
+  LoadResult load(const std::filesystem::path& path, const std::string& prefix = "",
+                  bool strict = true);
 
   [[nodiscard]] std::int64_t channels() const { return channels_; }
   [[nodiscard]] const BatchNormOptions& options() const { return options_; }
@@ -221,6 +278,8 @@ class BasicBatchNorm {
   enum class Mode { kNone, kBatch, kMoving };
   void forward_group(std::span<const T> x, std::span<T> y, std::size_t group, bool train);
   ForwardResult update_moving_statistics();
+  [[nodiscard]] Geometry checked_geometry(std::span<const std::int64_t> shape,
+                                          std::size_t values) const;
   [[nodiscard]] const Communicator* sync_comm() const;
 
   std::int64_t channels_;
@@ -248,6 +307,8 @@ class BasicBatchNorm {
   std::vector<double> mean_, variance_, sum_dy_, sum_dy_xhat_, group_dy_, group_dy_xhat_;
   std::vector<T> group_dgamma_, group_dbeta_, zeros_;
   std::vector<double> update_scratch_;  // update_moving_statistics: mean, var, biased var
+  // kStrided virtual batches: x, y / dy, dx gathered into contiguous virtual-batch order.
+  std::vector<T> layout_x_, layout_y_, layout_dy_;
 };
 
 using BatchNorm = BasicBatchNorm<float>;

@@ -32,6 +32,7 @@
 #include "bnorm/functional.hpp"
 #include "bnorm/phases.hpp"
 #include "renorm.hpp"
+#include "virtual_batch_layout.hpp"
 
 namespace bnorm {
 namespace {
@@ -188,9 +189,19 @@ ForwardResult BasicBatchNorm<T>::forward(std::span<const T> x, std::span<const s
   batch_variance_.resize(G * C);
   counts_.assign(G, 0.0);
   const auto n = static_cast<std::size_t>(geometry_.size());
-  for (std::size_t k = 0; k < G; ++k) {
-    forward_group(x.subspan(k * n, n), y.subspan(k * n, n), k, train);
+  // kStrided (tf.keras): virtual batches gathered into contiguous order, y scattered back.
+  const bool strided = G > 1 && options_.virtual_batch_layout == VirtualBatchLayout::kStrided;
+  if (strided) {
+    layout_x_.resize(x.size());
+    layout_y_.resize(x.size());
+    detail::gather_strided_virtual_batches(x, std::span<T>(layout_x_), shape[0], groups_);
   }
+  const std::span<const T> xs = strided ? cspan(layout_x_) : x;
+  const std::span<T> ys = strided ? std::span<T>(layout_y_) : y;
+  for (std::size_t k = 0; k < G; ++k) {
+    forward_group(xs.subspan(k * n, n), ys.subspan(k * n, n), k, train);
+  }
+  if (strided) detail::scatter_strided_virtual_batches(cspan(layout_y_), y, shape[0], groups_);
   mode_ = Mode::kBatch;
   // The statistics reported (and averaged into the moving ones): the mean over virtual batches.
   for (std::size_t c = 0; c < C; ++c) {
@@ -340,10 +351,22 @@ void BasicBatchNorm<T>::backward(std::span<const T> x, std::span<const T> dy, st
     dbeta.resize(C);
     s_dy.resize(C);
     s_dy_xhat.resize(C);
+    const bool strided =
+        groups_ > 1 && options_.virtual_batch_layout == VirtualBatchLayout::kStrided;
+    if (strided) {  // as in forward: contiguous virtual batches, dx scattered back
+      layout_x_.resize(x.size());
+      layout_dy_.resize(x.size());
+      layout_y_.resize(x.size());
+      detail::gather_strided_virtual_batches(x, std::span<T>(layout_x_), shape_[0], groups_);
+      detail::gather_strided_virtual_batches(dy, std::span<T>(layout_dy_), shape_[0], groups_);
+    }
+    const std::span<const T> xs = strided ? cspan(layout_x_) : x;
+    const std::span<const T> dys = strided ? cspan(layout_dy_) : dy;
+    const std::span<T> dxs = strided ? std::span<T>(layout_y_) : dx;
     for (std::size_t k = 0; k < static_cast<std::size_t>(groups_); ++k) {
-      const auto xk = x.subspan(k * n, n);
-      const auto dyk = dy.subspan(k * n, n);
-      const auto dxk = dx.subspan(k * n, n);
+      const auto xk = xs.subspan(k * n, n);
+      const auto dyk = dys.subspan(k * n, n);
+      const auto dxk = dxs.subspan(k * n, n);
       const std::span<const T> mean(batch_mean_.data() + k * C, C);
       const std::span<const T> var(batch_variance_.data() + k * C, C);
       if (counts_[k] == 1) {
@@ -373,6 +396,7 @@ void BasicBatchNorm<T>::backward(std::span<const T> x, std::span<const T> dy, st
         sum_dy_xhat[c] += static_cast<double>(dgamma[c]);
       }
     }
+    if (strided) detail::scatter_strided_virtual_batches(cspan(layout_y_), dx, shape_[0], groups_);
   }
 
   // Parameter gradients (the transform's constants r, d, s_adj, b_adj are 1, 0 unless set).

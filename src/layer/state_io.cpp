@@ -10,6 +10,7 @@
 
 #include <fmt/ranges.h>
 #include <array>
+#include <optional>
 #include <set>
 
 #include "bnorm/batch_norm.hpp"
@@ -73,7 +74,8 @@ void BasicBatchNorm<T>::save(const std::filesystem::path& path) const {
 }
 
 template <class T>
-void BasicBatchNorm<T>::load(const std::filesystem::path& path, const std::string& prefix) {
+LoadResult BasicBatchNorm<T>::load(const std::filesystem::path& path, const std::string& prefix,
+                                   bool strict) {
   const safetensors::File file = safetensors::load(path);
   const auto fail = [&](const std::string& what) {
     throw Error(fmt::format("BatchNorm::load '{}': {}", path.string(), what));
@@ -100,7 +102,8 @@ void BasicBatchNorm<T>::load(const std::filesystem::path& path, const std::strin
   }
 
   // Keras or PyTorch names, never both: a mix would otherwise be reported as a missing tensor
-  // of whichever naming was picked.
+  // of whichever naming was picked (also when not strict: which tensor is "missing" would be a
+  // guess).
   std::vector<std::string> keras, pytorch;
   for (const auto& slot : kSlots) {
     if (file.contains(prefix + slot.keras)) keras.push_back(prefix + slot.keras);
@@ -115,29 +118,42 @@ void BasicBatchNorm<T>::load(const std::filesystem::path& path, const std::strin
                     "running_mean, running_var (PyTorch)",
                     fmt::join(keras, ", "), fmt::join(pytorch, ", ")));
   }
-  const bool use_pytorch = !pytorch.empty();
+  // A file with neither naming (only reported as missing when not strict) is named in the
+  // layer's own momentum convention.
+  const bool use_pytorch = !pytorch.empty() || (keras.empty() && options_.momentum_convention ==
+                                                                     MomentumConvention::kPyTorch);
 
+  LoadResult result;
   std::vector<T>* state[] = {&gamma_,       &beta_,          &moving_mean_,  &moving_variance_,
                              &renorm_mean_, &renorm_stddev_, &moving_stddev_};
   const char* why[] = {"scale",  "center", "track_running_stats", "track_running_stats", "renorm",
                        "renorm", "renorm"};
   const std::int64_t shape[] = {channels_};
   std::vector<std::vector<T>> loaded(kSlots.size());
+  std::vector<bool> present(kSlots.size(), false);
   std::set<std::string> known;
   for (std::size_t i = 0; i < kSlots.size(); ++i) {
     const char* base = use_pytorch ? kSlots[i].pytorch : kSlots[i].keras;
     const std::string name = prefix + (*base != 0 ? base : kSlots[i].keras);
-    known.insert(name);
     const bool wanted = !state[i]->empty();
     if (wanted) {
+      known.insert(name);
+      if (!strict && !file.contains(name)) {
+        result.missing_keys.push_back(name);
+        continue;
+      }
       const auto& t = file.expect(name, safetensors::dtype_of<T>(), shape);
       loaded[i] = t.template values<T>(name);
-    } else if (file.contains(name)) {
+      present[i] = true;
+    } else if (strict && file.contains(name)) {
       fail(fmt::format("unexpected tensor '{}': this layer has no such state ({} is false)", name,
                        why[i]));
     }
   }
-  std::int64_t tracked = 0;
+  // PyTorch (a state_dict without version metadata, as read from a file) never reports
+  // num_batches_tracked missing; strict loads reset it to 0 as PyTorch 1.13 does, non-strict ones
+  // keep it like every other missing tensor (as PyTorch >= 2.1 does).
+  std::optional<std::int64_t> tracked;
   const std::string tracked_name = prefix + "num_batches_tracked";
   known.insert(tracked_name);
   if (file.contains(tracked_name)) {
@@ -147,23 +163,31 @@ void BasicBatchNorm<T>::load(const std::filesystem::path& path, const std::strin
                         ? file.expect(tracked_name, safetensors::Dtype::kI64, {})
                         : file.expect(tracked_name, safetensors::Dtype::kI64, one);
     tracked = t.values<std::int64_t>(tracked_name)[0];
-    if (tracked < 0) fail(fmt::format("num_batches_tracked = {}; expected >= 0", tracked));
+    if (*tracked < 0) fail(fmt::format("num_batches_tracked = {}; expected >= 0", *tracked));
+  } else if (strict) {
+    tracked = 0;
   }
   for (const auto& [name, tensor] : file.tensors) {
     if (name.compare(0, prefix.size(), prefix) == 0 && known.count(name) == 0) {
-      fail(fmt::format("unexpected tensor {}; expected only this layer's state", excerpt(name)));
+      if (strict) {
+        fail(fmt::format("unexpected tensor {}; expected only this layer's state", excerpt(name)));
+      }
+      result.unexpected_keys.push_back(name);
     }
   }
   // Accepted: assign everything at once.
   for (std::size_t i = 0; i < kSlots.size(); ++i) {
-    if (!state[i]->empty()) *state[i] = std::move(loaded[i]);
+    if (present[i]) *state[i] = std::move(loaded[i]);
   }
-  num_batches_tracked_ = tracked;
+  if (tracked) num_batches_tracked_ = *tracked;
+  return result;
 }
 
 template void BasicBatchNorm<float>::save(const std::filesystem::path&) const;
 template void BasicBatchNorm<double>::save(const std::filesystem::path&) const;
-template void BasicBatchNorm<float>::load(const std::filesystem::path&, const std::string&);
-template void BasicBatchNorm<double>::load(const std::filesystem::path&, const std::string&);
+template LoadResult BasicBatchNorm<float>::load(const std::filesystem::path&, const std::string&,
+                                                bool);
+template LoadResult BasicBatchNorm<double>::load(const std::filesystem::path&, const std::string&,
+                                                 bool);
 
 }  // namespace bnorm

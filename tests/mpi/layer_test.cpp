@@ -126,10 +126,12 @@ TEST(SynchronizedLayer, AllEmptyBatchUpdatesNothing) {
 // Synchronized ghost batch norm: every rank holds G virtual batches of v samples; rank r's k-th
 // virtual batch is normalized with the statistics of all ranks' k-th virtual batches. One process
 // holding the batch reordered as [k][r] (rank r's k-th slice at position k * R + r) with virtual
-// batches of v * R samples computes the same thing.
+// batches of v * R samples computes the same thing. kStrided: rank r's k-th virtual batch is its
+// samples k, k + G, ... (tf.keras), reordered the same way into contiguous ones.
 template <class T>
-void expect_synchronized_virtual_batches_match(const std::vector<std::int64_t>& sample_shape,
-                                               int axis) {
+void expect_synchronized_virtual_batches_match(
+    const std::vector<std::int64_t>& sample_shape, int axis,
+    bnorm::VirtualBatchLayout layout = bnorm::VirtualBatchLayout::kContiguous) {
   const Communicator& comm = world();
   const std::int64_t R = comm.size(), v = 2, G = 3, B = v * G;
   std::int64_t per_sample = 1;
@@ -152,6 +154,7 @@ void expect_synchronized_virtual_batches_match(const std::vector<std::int64_t>& 
     if (c != nullptr) {
       options.synchronized = true;
       options.communicator = std::make_shared<Borrowed>(*c);
+      options.virtual_batch_layout = layout;  // the one-process reference stays contiguous
     }
     const auto shape = shape_of(1);
     return bnorm::BasicBatchNorm<T>(bnorm::geometry_of(shape, axis).channels, options);
@@ -167,6 +170,7 @@ void expect_synchronized_virtual_batches_match(const std::vector<std::int64_t>& 
   // The reordered global batch: position (k * R + r) * v + j holds rank r's sample k * v + j.
   std::vector<T> gx(static_cast<std::size_t>(R * B * per_sample)), gdy(gx.size());
   const auto global_position = [&](std::int64_t r, std::int64_t s) {
+    if (layout == bnorm::VirtualBatchLayout::kStrided) return ((s % G) * R + r) * v + s / G;
     return ((s / v) * R + r) * v + s % v;
   };
   for (std::int64_t r = 0; r < R; ++r) {
@@ -224,6 +228,9 @@ TEST(SynchronizedLayer, VirtualBatchesEqualOneProcessWithInterleavedBatches) {
   expect_synchronized_virtual_batches_match<float>({3, 4, 5}, 1);   // NCHW
   expect_synchronized_virtual_batches_match<float>({4, 5, 3}, -1);  // NHWC
   expect_synchronized_virtual_batches_match<double>({7}, 1);        // (N, C)
+  expect_synchronized_virtual_batches_match<float>({3, 4, 5}, 1,
+                                                   bnorm::VirtualBatchLayout::kStrided);
+  expect_synchronized_virtual_batches_match<double>({7}, 1, bnorm::VirtualBatchLayout::kStrided);
 }
 
 // Ranks with different numbers of virtual batches: the same error on every rank, no hang.

@@ -94,6 +94,65 @@ def run(case, module_name, channels, shape, momentum, seed):
                      {"bnorm.golden_format": FORMAT, "torch": torch.__version__})
 
 
+def nonstrict(case, seed):
+    """load_state_dict(strict=False) of a BatchNorm1d(3) held as submodule "bn", from a plain dict
+    (as safetensors.torch.load_file returns it: no version metadata) that lacks bn.bias,
+    bn.running_var and bn.num_batches_tracked and holds an unknown bn.extra.
+    <case>.state.safetensors: the file loaded; <case>.safetensors: before.* (the module's state
+    before the load, after one training step), after.* (after the load), and metadata
+    missing_keys / unexpected_keys (JSON lists, as PyTorch returned them)."""
+    torch.manual_seed(seed)
+    model = torch.nn.Module()
+    model.bn = torch.nn.BatchNorm1d(3)
+    with torch.no_grad():
+        model.bn.weight.copy_(torch.rand(3) + 0.5)
+        model.bn.bias.copy_(torch.randn(3))
+    model.train()
+    model.bn(torch.randn(5, 3) * 2 + 1)  # running statistics and num_batches_tracked move
+    before = {f"before.{k}": numpy(v) for k, v in model.bn.state_dict().items()}
+    loaded = {"bn.weight": numpy(torch.rand(3) + 2), "bn.running_mean": numpy(torch.randn(3)),
+              "bn.extra": numpy(torch.randn(2))}
+    result = model.load_state_dict({k: torch.from_numpy(v) for k, v in loaded.items()},
+                                   strict=False)
+    after = {f"after.{k}": numpy(v) for k, v in model.bn.state_dict().items()}
+    save_safetensors(os.path.join(HERE, case + ".state.safetensors"), loaded,
+                     {"bnorm.golden_format": FORMAT, "torch": torch.__version__})
+    save_safetensors(os.path.join(HERE, case + ".safetensors"), {**before, **after},
+                     {"bnorm.golden_format": FORMAT, "torch": torch.__version__,
+                      "missing_keys": json.dumps(result.missing_keys),
+                      "unexpected_keys": json.dumps(result.unexpected_keys),
+                      "generator": "tests/golden/batch_norm/make_golden.py"})
+
+
+def update_stats(case, seed):
+    """torch.batch_norm_update_stats on one (6, 3, 5) batch with running statistics moved away from
+    (0, 1), momentum 0.1: x, running_mean/var before and after, and the returned mean and var.
+    Then BN recalibration as PyTorch users do it: BatchNorm1d(3, momentum=None), running stats
+    reset, train-mode forwards over batch{k}.x (k = 0..3, shape (6, 3, 5)): the cumulative
+    average recal.running_mean / recal.running_var / recal.num_batches_tracked."""
+    torch.manual_seed(seed)
+    x = torch.randn(6, 3, 5) * 3 + 100
+    running_mean, running_var = torch.randn(3), torch.rand(3) + 0.5
+    out = {"x": numpy(x), "before.running_mean": numpy(running_mean),
+           "before.running_var": numpy(running_var)}
+    mean, var = torch.batch_norm_update_stats(x, running_mean, running_var, 0.1)
+    out.update({"mean": numpy(mean), "var": numpy(var), "after.running_mean": numpy(running_mean),
+                "after.running_var": numpy(running_var)})
+    module = torch.nn.BatchNorm1d(3, momentum=None)
+    module.reset_running_stats()
+    module.train()
+    for k in range(4):
+        batch = torch.randn(6, 3, 5) * (1 + k) + 10 * k - 5
+        out[f"batch{k}.x"] = numpy(batch)
+        module(batch)
+    out.update({"recal.running_mean": numpy(module.running_mean),
+                "recal.running_var": numpy(module.running_var),
+                "recal.num_batches_tracked": numpy(module.num_batches_tracked)})
+    save_safetensors(os.path.join(HERE, case + ".safetensors"), out,
+                     {"bnorm.golden_format": FORMAT, "torch": torch.__version__, "momentum": "0.1",
+                      "generator": "tests/golden/batch_norm/make_golden.py"})
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     run("bn2d_momentum0.1", "BatchNorm2d", 3, (4, 3, 4, 5), 0.1, 1)
@@ -101,3 +160,5 @@ if __name__ == "__main__":
     run("bn1d_momentum0.1", "BatchNorm1d", 4, (6, 4), 0.1, 3)
     run("bn1d_cumulative", "BatchNorm1d", 4, (6, 4), None, 4)
     run("bn1d_ncl_momentum0.1", "BatchNorm1d", 3, (5, 3, 7), 0.1, 5)
+    nonstrict("bn1d_nonstrict", 6)
+    update_stats("bn_update_stats", 7)
