@@ -10,15 +10,12 @@
 //            per channel is capped, so scratch memory grows with C but not with N*H*W.
 #pragma once
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 
 #include "bnorm/geometry.hpp"
 #include "bnorm/phases.hpp"
-#include "kernels/mutants.hpp"
 
 namespace bnorm::kernels {
 
@@ -61,20 +58,14 @@ inline ChunkPlan plan_chunks(std::int64_t count, std::int64_t leaf) {
   ChunkPlan p;
   p.leaf = leaf;
   p.leaves = (count + leaf - 1) / leaf;
-  std::int64_t max_groups = kMaxGroups;
-  // TRIPWIRE (mutants.hpp): groups from the thread count make the merge tree depend on it.
-  if (mutant(Mutant::kThreadOrder)) max_groups = omp_get_max_threads();
-  p.leaves_per_group = std::max<std::int64_t>(1, (p.leaves + max_groups - 1) / max_groups);
+  p.leaves_per_group = std::max<std::int64_t>(1, (p.leaves + kMaxGroups - 1) / kMaxGroups);
   p.groups = (p.leaves + p.leaves_per_group - 1) / p.leaves_per_group;
   return p;
 }
 
 // The end of the leaf that starts at `begin`: every leaf is full but a channel's last.
 inline std::int64_t leaf_end(std::int64_t begin, std::int64_t leaf, std::int64_t count) {
-  const std::int64_t end = std::min(count, begin + leaf);
-  // TRIPWIRE (mutants.hpp): a partial last leaf drops its last value, as a lost vector tail would.
-  if (mutant(Mutant::kDroppedTail) && end - begin < leaf && end - begin > 1) return end - 1;
-  return end;
+  return std::min(count, begin + leaf);
 }
 
 // A chunk's moments inside the kernels, with the mean carried as an unevaluated sum
@@ -124,8 +115,6 @@ struct MergeWeights {
 
 inline MergeWeights merge_weights(double na, double nb) {
   const double n = na + nb;
-  // TRIPWIRE (mutants.hpp): the plain average of the means, as if the chunks had equal counts.
-  if (mutant(Mutant::kUnweightedMerge)) return MergeWeights{n, 0.5, na * nb / n};
   return MergeWeights{n, nb / n, na * nb / n};
 }
 

@@ -1,4 +1,6 @@
-// Portable optimized kernels (plain C++ + OpenMP), one family per file.
+// The plain twins of the SIMD families (test code): portable C++ loops + OpenMP on the same
+// chunking as the SIMD kernels, registered by the test binaries (register.cpp) and forced by
+// name. They carry the mutation tripwires (mutants.hpp).
 #pragma once
 
 #include "kernels/kernel.hpp"
