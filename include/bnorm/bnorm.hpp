@@ -14,3 +14,4 @@
 #include "bnorm/phases.hpp"
 #include "bnorm/regularizers.hpp"
 #include "bnorm/safetensors.hpp"
+#include "bnorm/version.hpp"

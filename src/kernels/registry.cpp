@@ -35,19 +35,32 @@ struct List {
 
 template <class T>
 constexpr List<T> shipped() {
-  return List<T>{
-      {{
-          {"simd:channels_last", simd::channels_last_applies, simd::channels_last_moments<T>,
-           simd::channels_last_normalize<T>, simd::channels_last_backward_sums<T>,
-           simd::channels_last_backward_input<T>, nullptr, nullptr},
-          {"simd:channels_first", simd::channels_first_applies, simd::channels_first_moments<T>,
-           simd::channels_first_normalize<T>, simd::channels_first_backward_sums<T>,
-           simd::channels_first_backward_input<T>, simd::channels_first_forward_training<T>,
-           simd::channels_first_backward<T>},
-          {"reference", always, reference::moments<T>, reference::normalize<T>,
-           reference::backward_sums<T>, reference::backward_input<T>, nullptr, nullptr},
-      }},
-      3};
+  return List<T>{{{
+                     {.name = "simd:channels_last",
+                      .applies = simd::channels_last_applies,
+                      .moments = simd::channels_last_moments<T>,
+                      .scales = simd::scales<T>,
+                      .normalize = simd::channels_last_normalize<T>,
+                      .backward_sums = simd::channels_last_backward_sums<T>,
+                      .backward_input = simd::channels_last_backward_input<T>},
+                     {.name = "simd:channels_first",
+                      .applies = simd::channels_first_applies,
+                      .moments = simd::channels_first_moments<T>,
+                      .scales = simd::scales<T>,
+                      .normalize = simd::channels_first_normalize<T>,
+                      .backward_sums = simd::channels_first_backward_sums<T>,
+                      .backward_input = simd::channels_first_backward_input<T>,
+                      .forward_training = simd::channels_first_forward_training<T>,
+                      .backward = simd::channels_first_backward<T>},
+                     {.name = "reference",
+                      .applies = always,
+                      .moments = reference::moments<T>,
+                      .scales = reference::scales<T>,
+                      .normalize = reference::normalize<T>,
+                      .backward_sums = reference::backward_sums<T>,
+                      .backward_input = reference::backward_input<T>},
+                 }},
+                 3};
 }
 
 // Written only before any kernel runs (testing::add_kernel), read without locks afterwards.

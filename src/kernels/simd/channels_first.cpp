@@ -240,17 +240,15 @@ void ForwardChannelT(const T* x, T* y, const Geometry& g, std::int64_t c, const 
   const Moments moments = to_moments(parts[0]);
   mean[c] = moments.mean;
   variance[c] = moments.count > 0 ? moments.m2 / moments.count : 0.0;
-  const ForwardChannel<T> k = forward_channel<T>(mean[c], variance[c], gamma, beta, c, epsilon);
+  const ForwardChannel<T> k = forward_channel<T>(
+      mean[c], scale_of(value_or(gamma, c, 1.0), variance[c], epsilon), value_or(beta, c, 0.0));
   const auto n = static_cast<size_t>(g.inner);
-  const double scale =
-      (gamma == nullptr ? 1.0 : static_cast<double>(gamma[c])) * invstd_of(variance[c], epsilon);
-  if (!fits_working_precision<T>(mean[c], scale)) {
+  if (!k.working_precision) {
     // Data at the edge of T's range: this channel in the double form, as the reference does.
-    const double shift = beta == nullptr ? 0.0 : static_cast<double>(beta[c]);
     for (std::int64_t o = 0; o < g.outer; ++o) {
       const std::int64_t at = (o * g.channels + c) * g.inner;
       for (size_t i = 0; i < n; ++i) {
-        y[at + i] = static_cast<T>((static_cast<double>(x[at + i]) - mean[c]) * scale + shift);
+        y[at + i] = static_cast<T>((static_cast<double>(x[at + i]) - mean[c]) * k.scale + k.shift);
       }
     }
     return;
@@ -282,23 +280,20 @@ void BackwardChannelT(const T* x, const T* dy, T* dx, const Geometry& g, std::in
   }
   tree_sum(s.data(), plan.groups, 1);
   tree_sum(s_xc.data(), plan.groups, 1);
-  const BackwardChannel<T> k = backward_channel<T>(s[0], s_xc[0], variance[c], gamma, c, epsilon,
-                                                   static_cast<double>(count));
+  const double count_d = static_cast<double>(count);
   sum_dy[c] = s[0];
-  sum_dy_xhat[c] = k.sum_dy_xhat;
+  sum_dy_xhat[c] = sum_dy_xhat_of(s_xc[0], static_cast<double>(variance[c]), epsilon);
+  const BackwardChannel<T> k = backward_channel<T>(mean[c], variance[c], value_or(gamma, c, 1.0),
+                                                   epsilon, sum_dy[c], sum_dy_xhat[c], count_d);
   const auto n = static_cast<size_t>(g.inner);
-  const double invstd = invstd_of(static_cast<double>(variance[c]), epsilon);
-  const double a = (gamma == nullptr ? 1.0 : static_cast<double>(gamma[c])) * invstd;
-  if (!fits_working_precision<T>(static_cast<double>(mean[c]), a)) {
+  if (!k.working_precision) {
     // Data at the edge of T's range: this channel in the double form, as the reference does.
     const double m = static_cast<double>(mean[c]);
-    const double k_xc = -a * invstd * (k.sum_dy_xhat / static_cast<double>(count));
-    const double k_0 = -a * (s[0] / static_cast<double>(count));
     for (std::int64_t o = 0; o < g.outer; ++o) {
       const std::int64_t at = (o * g.channels + c) * g.inner;
       for (size_t i = 0; i < n; ++i) {
-        dx[at + i] = static_cast<T>(a * static_cast<double>(dy[at + i]) +
-                                    k_xc * (static_cast<double>(x[at + i]) - m) + k_0);
+        dx[at + i] = static_cast<T>(k.k_dy * static_cast<double>(dy[at + i]) +
+                                    k.k_xc * (static_cast<double>(x[at + i]) - m) + k.k_0);
       }
     }
     return;
@@ -306,8 +301,8 @@ void BackwardChannelT(const T* x, const T* dy, T* dx, const Geometry& g, std::in
   WithStores(stream, [&](auto kStream) {
     for (std::int64_t o = 0; o < g.outer; ++o) {
       const std::int64_t at = (o * g.channels + c) * g.inner;
-      BackwardRun<decltype(kStream)::value>(x + at, dy + at, dx + at, n, mean[c], k.k_dy, k.k_xc,
-                                            k.k_0);
+      BackwardRun<decltype(kStream)::value>(x + at, dy + at, dx + at, n, mean[c], k.k_dy_w,
+                                            k.k_xc_w, k.k_0_w);
     }
   });
 }
@@ -628,7 +623,7 @@ void normalize_rows(const T* x, T* y, const Geometry& g, const NormalizeCoeffici
   const std::int64_t rows = g.outer * g.channels;
   const std::int64_t per_task = rows_per_task(g.inner);
   const std::int64_t tasks = (rows + per_task - 1) / per_task;
-  const int mode = e.z != nullptr ? 2 : (e.relu ? 1 : 0);
+  const int mode = static_cast<int>(e.activation);
   const bool stream = stream_runs<T>(g);
   for_tasks(tasks, worth_threads(g.size()), [&](std::int64_t t) {
     const std::int64_t row0 = t * per_task;
@@ -681,13 +676,7 @@ void channels_first_moments(const T* x, const Geometry& g, Moments* moments) {
 
 template <class T>
 void channels_first_normalize(const T* x, T* y, const Geometry& g,
-                              const NormalizeCoefficients<T>& k) {
-  normalize_rows(x, y, g, k, Epilogue<T>{});
-}
-
-template <class T>
-void channels_first_normalize_epilogue(const T* x, T* y, const Geometry& g,
-                                       const NormalizeCoefficients<T>& k, const Epilogue<T>& e) {
+                              const NormalizeCoefficients<T>& k, const Epilogue<T>& e) {
   normalize_rows(x, y, g, k, e);
 }
 
@@ -785,19 +774,17 @@ bool channels_first_backward(const T* x, const T* dy, T* dx, const Geometry& g, 
   return true;
 }
 
-#define BNORM_INSTANTIATE(T)                                                                   \
-  template void channels_first_moments<T>(const T*, const Geometry&, Moments*);                \
-  template void channels_first_normalize<T>(const T*, T*, const Geometry&,                     \
-                                            const NormalizeCoefficients<T>&);                  \
-  template void channels_first_normalize_epilogue<T>(                                          \
-      const T*, T*, const Geometry&, const NormalizeCoefficients<T>&, const Epilogue<T>&);     \
-  template void channels_first_backward_sums<T>(const T*, const T*, const Geometry&, const T*, \
-                                                double*, double*);                             \
-  template void channels_first_backward_input<T>(const T*, const T*, T*, const Geometry&,      \
-                                                 const BackwardCoefficients<T>&);              \
-  template bool channels_first_forward_training<T>(const T*, T*, const Geometry&, const T*,    \
-                                                   const T*, double, double*, double*);        \
-  template bool channels_first_backward<T>(const T*, const T*, T*, const Geometry&, const T*,  \
+#define BNORM_INSTANTIATE(T)                                                                      \
+  template void channels_first_moments<T>(const T*, const Geometry&, Moments*);                   \
+  template void channels_first_normalize<T>(const T*, T*, const Geometry&,                        \
+                                            const NormalizeCoefficients<T>&, const Epilogue<T>&); \
+  template void channels_first_backward_sums<T>(const T*, const T*, const Geometry&, const T*,    \
+                                                double*, double*);                                \
+  template void channels_first_backward_input<T>(const T*, const T*, T*, const Geometry&,         \
+                                                 const BackwardCoefficients<T>&);                 \
+  template bool channels_first_forward_training<T>(const T*, T*, const Geometry&, const T*,       \
+                                                   const T*, double, double*, double*);           \
+  template bool channels_first_backward<T>(const T*, const T*, T*, const Geometry&, const T*,     \
                                            const T*, const T*, double, double*, double*);
 BNORM_INSTANTIATE(float)
 BNORM_INSTANTIATE(double)

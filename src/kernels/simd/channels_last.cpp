@@ -618,7 +618,7 @@ void normalize_rows(const T* x, T* y, const Geometry& g, const NormalizeCoeffici
                     const Epilogue<T>& e) {
   const std::int64_t per_task = rows_per_task(g.channels);
   const std::int64_t tasks = (g.outer + per_task - 1) / per_task;
-  const int mode = e.z != nullptr ? 2 : (e.relu ? 1 : 0);
+  const int mode = static_cast<int>(e.activation);
   const bool stream = stream_output<T>(g);
   for_tasks(tasks, worth_threads(g.size()), [&](std::int64_t t) {
     const std::int64_t r0 = t * per_task;
@@ -682,14 +682,8 @@ void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
 }
 
 template <class T>
-void channels_last_normalize(const T* x, T* y, const Geometry& g,
-                             const NormalizeCoefficients<T>& k) {
-  normalize_rows(x, y, g, k, Epilogue<T>{});
-}
-
-template <class T>
-void channels_last_normalize_epilogue(const T* x, T* y, const Geometry& g,
-                                      const NormalizeCoefficients<T>& k, const Epilogue<T>& e) {
+void channels_last_normalize(const T* x, T* y, const Geometry& g, const NormalizeCoefficients<T>& k,
+                             const Epilogue<T>& e) {
   normalize_rows(x, y, g, k, e);
 }
 
@@ -752,15 +746,13 @@ void channels_last_backward_input(const T* x, const T* dy, T* dx, const Geometry
   });
 }
 
-#define BNORM_INSTANTIATE(T)                                                                  \
-  template void channels_last_moments<T>(const T*, const Geometry&, Moments*);                \
-  template void channels_last_normalize<T>(const T*, T*, const Geometry&,                     \
-                                           const NormalizeCoefficients<T>&);                  \
-  template void channels_last_normalize_epilogue<T>(                                          \
-      const T*, T*, const Geometry&, const NormalizeCoefficients<T>&, const Epilogue<T>&);    \
-  template void channels_last_backward_sums<T>(const T*, const T*, const Geometry&, const T*, \
-                                               double*, double*);                             \
-  template void channels_last_backward_input<T>(const T*, const T*, T*, const Geometry&,      \
+#define BNORM_INSTANTIATE(T)                                                                     \
+  template void channels_last_moments<T>(const T*, const Geometry&, Moments*);                   \
+  template void channels_last_normalize<T>(const T*, T*, const Geometry&,                        \
+                                           const NormalizeCoefficients<T>&, const Epilogue<T>&); \
+  template void channels_last_backward_sums<T>(const T*, const T*, const Geometry&, const T*,    \
+                                               double*, double*);                                \
+  template void channels_last_backward_input<T>(const T*, const T*, T*, const Geometry&,         \
                                                 const BackwardCoefficients<T>&);
 BNORM_INSTANTIATE(float)
 BNORM_INSTANTIATE(double)

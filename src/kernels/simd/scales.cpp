@@ -1,6 +1,6 @@
 // The per-channel scale of a normalization, gamma / sqrt(variance + epsilon), in vectors.
 //
-// plan_normalize (normalize_coefficients.hpp) needs it for every channel of every call; one at a
+// plan_normalize (coefficients.hpp) needs it for every channel of every call; one at a
 // time, the square root and the division cost a tiny call (64x100) as much as normalizing it.
 // Square roots and divisions are correctly rounded in vectors as in scalars, so the values are
 // bitwise those of invstd_of (coefficients.hpp), which the fused channels-first paths use.

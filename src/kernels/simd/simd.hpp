@@ -23,22 +23,12 @@
 
 namespace bnorm::kernels::simd {
 
-// What the elementwise forward pass does after y = BN(x): nothing, relu(y), or relu(y + z).
-template <class T>
-struct Epilogue {
-  bool relu = false;
-  const T* z = nullptr;  // residual added before the relu (BN + Add + ReLU); nullptr = none
-};
-
 bool channels_first_applies(const Geometry& g);
 template <class T>
 void channels_first_moments(const T* x, const Geometry& g, Moments* moments);
 template <class T>
 void channels_first_normalize(const T* x, T* y, const Geometry& g,
-                              const NormalizeCoefficients<T>& k);
-template <class T>
-void channels_first_normalize_epilogue(const T* x, T* y, const Geometry& g,
-                                       const NormalizeCoefficients<T>& k, const Epilogue<T>& e);
+                              const NormalizeCoefficients<T>& k, const Epilogue<T>& e);
 template <class T>
 void channels_first_backward_sums(const T* x, const T* dy, const Geometry& g, const T* mean,
                                   double* sum_dy, double* sum_dy_xc);
@@ -57,11 +47,8 @@ bool channels_last_applies(const Geometry& g);
 template <class T>
 void channels_last_moments(const T* x, const Geometry& g, Moments* moments);
 template <class T>
-void channels_last_normalize(const T* x, T* y, const Geometry& g,
-                             const NormalizeCoefficients<T>& k);
-template <class T>
-void channels_last_normalize_epilogue(const T* x, T* y, const Geometry& g,
-                                      const NormalizeCoefficients<T>& k, const Epilogue<T>& e);
+void channels_last_normalize(const T* x, T* y, const Geometry& g, const NormalizeCoefficients<T>& k,
+                             const Epilogue<T>& e);
 template <class T>
 void channels_last_backward_sums(const T* x, const T* dy, const Geometry& g, const T* mean,
                                  double* sum_dy, double* sum_dy_xc);
@@ -70,21 +57,10 @@ void channels_last_backward_input(const T* x, const T* dy, T* dx, const Geometry
                                   const BackwardCoefficients<T>& k);
 
 // scale[c] = gamma[c] / sqrt(variance[c] + epsilon) (0 where variance + epsilon == 0), gamma null
-// meaning 1, for c < channels: bitwise invstd_of's values, in vectors (scales.cpp).
+// meaning 1, for c < channels: bitwise scale_of's values, in vectors (scales.cpp).
 template <class T>
 void scales(const double* variance, const T* gamma, double epsilon, double* scale,
             std::size_t channels);
-
-// Elementwise normalize with an epilogue for any geometry, choosing the family (fused.cpp).
-template <class T>
-void normalize_epilogue(const T* x, T* y, const Geometry& g, const NormalizeCoefficients<T>& k,
-                        const Epilogue<T>& e) {
-  if (g.inner == 1) {
-    channels_last_normalize_epilogue(x, y, g, k, e);
-  } else {
-    channels_first_normalize_epilogue(x, y, g, k, e);
-  }
-}
 
 // ---- for tests: the Highway targets compiled into this binary ----
 struct Target {

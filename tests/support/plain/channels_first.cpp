@@ -99,7 +99,7 @@ void channels_first_moments(const T* x, const Geometry& g, Moments* moments) {
 
 template <class T>
 void channels_first_normalize(const T* x, T* y, const Geometry& g,
-                              const NormalizeCoefficients<T>& k) {
+                              const NormalizeCoefficients<T>& k, const Epilogue<T>& e) {
   const std::int64_t rows = g.outer * g.channels;
 #pragma omp parallel for schedule(static) if (g.size() >= kParallelMinValues)
   for (std::int64_t row = 0; row < rows; ++row) {
@@ -110,7 +110,9 @@ void channels_first_normalize(const T* x, T* y, const Geometry& g,
     const T b = k.b[c];
     const T* in = x + row * g.inner;
     T* out = y + row * g.inner;
-    for (std::int64_t i = 0; i < g.inner; ++i) out[i] = ((in[i] - mean_hi) - mean_lo) * a + b;
+    for (std::int64_t i = 0; i < g.inner; ++i) {
+      out[i] = with_epilogue(((in[i] - mean_hi) - mean_lo) * a + b, e, row * g.inner + i);
+    }
   }
 }
 
@@ -174,13 +176,13 @@ void channels_first_backward_input(const T* x, const T* dy, T* dx, const Geometr
   }
 }
 
-#define BNORM_INSTANTIATE(T)                                                                   \
-  template void channels_first_moments<T>(const T*, const Geometry&, Moments*);                \
-  template void channels_first_normalize<T>(const T*, T*, const Geometry&,                     \
-                                            const NormalizeCoefficients<T>&);                  \
-  template void channels_first_backward_sums<T>(const T*, const T*, const Geometry&, const T*, \
-                                                double*, double*);                             \
-  template void channels_first_backward_input<T>(const T*, const T*, T*, const Geometry&,      \
+#define BNORM_INSTANTIATE(T)                                                                      \
+  template void channels_first_moments<T>(const T*, const Geometry&, Moments*);                   \
+  template void channels_first_normalize<T>(const T*, T*, const Geometry&,                        \
+                                            const NormalizeCoefficients<T>&, const Epilogue<T>&); \
+  template void channels_first_backward_sums<T>(const T*, const T*, const Geometry&, const T*,    \
+                                                double*, double*);                                \
+  template void channels_first_backward_input<T>(const T*, const T*, T*, const Geometry&,         \
                                                  const BackwardCoefficients<T>&);
 BNORM_INSTANTIATE(float)
 BNORM_INSTANTIATE(double)

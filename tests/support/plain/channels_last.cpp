@@ -91,15 +91,16 @@ void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
 }
 
 template <class T>
-void channels_last_normalize(const T* x, T* y, const Geometry& g,
-                             const NormalizeCoefficients<T>& k) {
+void channels_last_normalize(const T* x, T* y, const Geometry& g, const NormalizeCoefficients<T>& k,
+                             const Epilogue<T>& e) {
   const std::int64_t C = g.channels;
 #pragma omp parallel for schedule(static) if (g.size() >= kParallelMinValues)
   for (std::int64_t r = 0; r < g.outer; ++r) {
     const T* in = x + r * C;
     T* out = y + r * C;
     for (std::int64_t c = 0; c < C; ++c) {
-      out[c] = ((in[c] - k.mean_hi[c]) - k.mean_lo[c]) * k.a[c] + k.b[c];
+      out[c] =
+          with_epilogue(((in[c] - k.mean_hi[c]) - k.mean_lo[c]) * k.a[c] + k.b[c], e, r * C + c);
     }
   }
 }
@@ -161,13 +162,13 @@ void channels_last_backward_input(const T* x, const T* dy, T* dx, const Geometry
   }
 }
 
-#define BNORM_INSTANTIATE(T)                                                                  \
-  template void channels_last_moments<T>(const T*, const Geometry&, Moments*);                \
-  template void channels_last_normalize<T>(const T*, T*, const Geometry&,                     \
-                                           const NormalizeCoefficients<T>&);                  \
-  template void channels_last_backward_sums<T>(const T*, const T*, const Geometry&, const T*, \
-                                               double*, double*);                             \
-  template void channels_last_backward_input<T>(const T*, const T*, T*, const Geometry&,      \
+#define BNORM_INSTANTIATE(T)                                                                     \
+  template void channels_last_moments<T>(const T*, const Geometry&, Moments*);                   \
+  template void channels_last_normalize<T>(const T*, T*, const Geometry&,                        \
+                                           const NormalizeCoefficients<T>&, const Epilogue<T>&); \
+  template void channels_last_backward_sums<T>(const T*, const T*, const Geometry&, const T*,    \
+                                               double*, double*);                                \
+  template void channels_last_backward_input<T>(const T*, const T*, T*, const Geometry&,         \
                                                 const BackwardCoefficients<T>&);
 BNORM_INSTANTIATE(float)
 BNORM_INSTANTIATE(double)
