@@ -23,6 +23,10 @@ void set_kernel(std::string_view name);
 // The name of the implementation that a call on g with this element size would run.
 [[nodiscard]] std::string kernel_for(const Geometry& g, bool is_double);
 
+// The instruction set the SIMD kernels dispatch to on this CPU (Highway's target name, e.g.
+// "AVX3", "AVX2", "SSE4"), for benchmark labels and bug reports.
+[[nodiscard]] std::string simd_target();
+
 // RAII: forces a kernel for a scope (tests and benchmarks), then restores the previous choice.
 class ScopedKernel {
  public:

@@ -19,7 +19,7 @@
 //            with N*H*W; the groups of a channel merge in a fixed tree (tree_merge).
 //   block  - channels handled together by one channels-last (or short-run) task: up to
 //            kChannelBlock channels, or a whole row when rows are wide (wide_rows). A row block
-//            (kRowBlock, simd/channels_last-inl.h) is the rows one update of the per-channel
+//            (kRowBlock, simd/wide_rows-inl.h) is the rows one update of the per-channel
 //            accumulators takes.
 //   strip  - one vector of channels (Lanes of them) walked down the rows of a tile when rows are
 //            narrow, with the accumulators in registers.

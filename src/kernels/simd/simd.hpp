@@ -1,8 +1,13 @@
-// SIMD kernels (Google Highway, runtime dispatch, OpenMP), one family per file:
+// SIMD kernels (Google Highway, runtime dispatch, OpenMP), one family per pair of files in
+// Highway's skeleton style: per-target loops in *-inl.h, host side (plans, thresholds, task
+// lists, HWY_EXPORT and dispatch) in the .cpp:
 //   channels_first.cpp  inner > 1 (NCHW, NCDHW): vectorized along inner, threads over channels
+//                       (loops: channels_first-inl.h, short_runs-inl.h)
 //   channels_last.cpp   inner == 1 ((N,C), NHWC): vectorized along C, threads over row groups
-// This header never includes Highway: the per-target code stays inside the two .cpp files and
-// simd-inl.h, and everything here is plain C++ that dispatches at run time.
+//                       (loops: channels_last-inl.h, wide_rows-inl.h, strips-inl.h)
+//   scales.cpp          the per-channel scales of plan_normalize
+// Shared per-target helpers are in simd-inl.h, the export arguments in tasks.hpp, the dispatch
+// over storage types in dispatch.hpp. This header never includes Highway.
 //
 // Extra memory per call (none of it allocated in a steady state: scratch.hpp slots grow once):
 //   partial results, in the calling thread's scratch: at most kMaxGroups (64) per channel,

@@ -2,6 +2,7 @@
 #include <hwy/highway.h>
 #include <hwy/targets.h>
 
+#include "bnorm/kernels.hpp"
 #include "kernels/simd/simd.hpp"
 
 namespace bnorm::kernels::simd {
@@ -25,3 +26,11 @@ std::string current_target() {
 }
 
 }  // namespace bnorm::kernels::simd
+
+namespace bnorm {
+
+std::string simd_target() {
+  return kernels::simd::current_target();
+}
+
+}  // namespace bnorm
