@@ -1,9 +1,10 @@
 // Fused BN + ReLU and BN + Add + ReLU (include/bnorm/fused.hpp).
 //
-// Forward: the statistics phase of the selected kernel, then one elementwise pass that writes
-// y = max(0, BN(x) [+ z]) directly (the SIMD epilogue, simd::normalize_epilogue), so the
-// activation costs no extra pass over memory. When the reference kernel is forced
-// (BNORM_KERNEL=reference), the pass is the reference twin (double formula, rounded once).
+// Forward: the statistics phase (statistics.hpp), then one elementwise pass with the selected
+// kernel's epilogue (Kernel::normalize with Activation::kRelu or kAddRelu) that writes
+// y = max(0, BN(x) [+ z]) directly, so the activation costs no extra pass over memory. The kernel
+// comes from the registry like every other call: forcing the reference runs the reference's own
+// epilogue (the double formula, rounded once).
 // Backward: the masked gradient dy * [y > 0] is written once (into dx, or into dz for Add, where
 // it is an output anyway) and the batch-norm backward runs on it in place (dx may alias dy).
 #include "bnorm/fused.hpp"
@@ -14,40 +15,24 @@
 
 #include "bnorm/error.hpp"
 #include "bnorm/functional.hpp"
-#include "kernels/coefficients.hpp"
-#include "kernels/normalize_coefficients.hpp"
-#include "kernels/reference/epilogue.hpp"
-#include "kernels/registry.hpp"
-#include "kernels/simd/simd.hpp"
+#include "kernels/kernel.hpp"
+#include "passes.hpp"
 #include "scratch.hpp"
+#include "statistics.hpp"
 #include "validate.hpp"
 
 namespace bnorm {
 namespace {
 
-bool is_reference(const char* name) {
-  return std::string_view(name) == "reference";
-}
-
-// y = max(0, BN(x) [+ z]) with double statistics; arguments validated by the caller.
-template <class T>
-void normalize_relu(const T* x, const T* z, T* y, const Geometry& g, const T* gamma, const T* beta,
-                    const double* mean, const double* variance, double epsilon) {
-  if (g.size() == 0) return;
-  const auto plan = kernels::plan_normalize<T>(static_cast<std::size_t>(g.channels), gamma, beta,
-                                               mean, variance, epsilon);
-  const kernels::NormalizeCoefficients<T>& k = plan.coefficients;
-  // Data at the edge of T's range takes the double form, as in functional.cpp.
-  if (is_reference(kernels::select<T>(g).name) || !plan.working_precision) {
-    kernels::reference::normalize_relu(x, z, y, g, k);
-  } else {
-    kernels::simd::normalize_epilogue(x, y, g, k, kernels::simd::Epilogue<T>{true, z});
-  }
-}
-
 template <class T>
 const T* data_or_null(std::span<const T> s) {
   return s.empty() ? nullptr : s.data();
+}
+
+// ReLU, or Add + ReLU with the residual z.
+template <class T>
+kernels::Epilogue<T> relu_epilogue(const T* z) {
+  return {z == nullptr ? kernels::Activation::kRelu : kernels::Activation::kAddRelu, z};
 }
 
 template <class T>
@@ -67,27 +52,16 @@ void forward_training_fused(std::string_view fn, std::span<const T> x, std::span
   validate::channel(fn, "batch_variance", batch_variance.size(), g, false);
   if (!mask.empty()) validate::tensor(fn, "mask", mask.size(), g);
   const auto C = static_cast<std::size_t>(g.channels);
-  const auto moments = scratch<Moments>(ScratchSlot::kMoments, C);
-  kernels::select<T>(g).moments(x.data(), g, moments.data());
-  const double count = static_cast<double>(g.count_per_channel());
-  if (count == 1) {
-    throw Error(
-        fmt::format("{}: Expected more than 1 value per channel when training, got 1 "
-                    "value per channel (geometry {}); expected outer*inner >= 2, or 0 "
-                    "for an empty batch",
-                    fn, validate::describe(g)));
-  }
   const auto statistics = scratch<double>(ScratchSlot::kStatistics, 2 * C);
-  double* mean = statistics.data();
-  double* variance = statistics.data() + C;
-  for (std::size_t c = 0; c < C; ++c) {
-    mean[c] = moments[c].mean;
-    variance[c] = count > 0 ? moments[c].m2 / count : 0.0;
-    batch_mean[c] = static_cast<T>(mean[c]);
-    batch_variance[c] = static_cast<T>(variance[c]);
+  const std::span<double> mean = statistics.first(C);
+  const std::span<double> variance = statistics.subspan(C);
+  detail::batch_statistics<T>(detail::Caller{fn}, x, g, nullptr, detail::SingleValue::kReject, mean,
+                              variance, batch_mean, batch_variance);
+  if (g.size() > 0) {
+    detail::apply_normalize<T>(x.data(), y.data(), g, data_or_null(gamma), data_or_null(beta),
+                               mean.data(), variance.data(), epsilon,
+                               relu_epilogue<T>(with_z ? z.data() : nullptr));
   }
-  normalize_relu<T>(x.data(), with_z ? z.data() : nullptr, y.data(), g, data_or_null(gamma),
-                    data_or_null(beta), mean, variance, epsilon);
   for (std::size_t j = 0; j < mask.size(); ++j) mask[j] = y[j] > 0 ? 1 : 0;
 }
 
@@ -110,8 +84,10 @@ void forward_inference_relu_impl(std::span<const T> x, std::span<T> y, const Geo
     statistics[c] = static_cast<double>(mean[c]);
     statistics[C + c] = static_cast<double>(variance[c]);
   }
-  normalize_relu<T>(x.data(), nullptr, y.data(), g, data_or_null(gamma), data_or_null(beta),
-                    statistics.data(), statistics.data() + C, epsilon);
+  if (g.size() == 0) return;
+  detail::apply_normalize<T>(x.data(), y.data(), g, data_or_null(gamma), data_or_null(beta),
+                             statistics.data(), statistics.data() + C, epsilon,
+                             relu_epilogue<T>(nullptr));
 }
 
 // out[j] = keep(j) ? dy[j] : 0 (out may alias dy).

@@ -8,6 +8,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "cache_line.hpp"
+
 namespace bnorm {
 
 // Distinct slots may be held at the same time; a slot is reused by the next request for it.
@@ -24,7 +26,7 @@ enum class ScratchSlot : int {
 
 // Scratch starts on a cache line (and a whole SIMD vector): vector loads of per-channel
 // coefficients never straddle two lines.
-inline constexpr std::size_t kScratchAlignment = 64;
+inline constexpr std::size_t kScratchAlignment = kCacheLineBytes;
 
 // `n` values of T rounded up to whole cache lines: sub-arrays of one scratch span placed at
 // multiples of this stay cache-line aligned.

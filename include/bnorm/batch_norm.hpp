@@ -2,8 +2,11 @@
 // of PyTorch BatchNorm{1,2,3}d selectable by name. docs/semantics.md has the convention table,
 // the formulas and worked examples; this header has the contract.
 //
-// The layer owns state (parameters, moving statistics, gradients); the math is the functional
-// and phases API (functional.hpp, phases.hpp), which the layer calls and never re-implements.
+// The layer owns state (parameters, moving statistics, gradients); the math is the library's
+// phases: functional forward_training and backward where they fit, otherwise the statistics
+// phase the functional API itself runs (moments, synchronized merge, single-value rule) followed
+// by normalize, with the layer's own steps between them (renorm's r and d, the adjustment, the
+// moving-average update) computed in the layer.
 #pragma once
 
 #include <cstdint>
@@ -303,7 +306,6 @@ class BasicBatchNorm {
   std::vector<T> gamma_eff_, beta_eff_;
 
   // Working memory reused across calls (per-channel sizes), so a steady state allocates nothing.
-  std::vector<Moments> moments_, gathered_;
   std::vector<double> mean_, variance_, sum_dy_, sum_dy_xhat_, group_dy_, group_dy_xhat_;
   std::vector<T> group_dgamma_, group_dbeta_, zeros_;
   std::vector<double> update_scratch_;  // update_moving_statistics: mean, var, biased var

@@ -16,3 +16,4 @@
 #include "bnorm/regularizers.hpp"
 #include "bnorm/safetensors.hpp"
 #include "bnorm/standard_scaler.hpp"
+#include "bnorm/version.hpp"

@@ -4,13 +4,26 @@
 // only decides *who* computes a chunk, not *what* a chunk is, and partial results are merged in
 // one fixed tree. That is why results are bitwise identical for any OMP_NUM_THREADS.
 //
-//   leaf   - a run of consecutive values of one channel (logical order o-major, i-minor), small
-//            enough to stay in cache between the two passes of the moments.
-//   group  - consecutive leaves handled by one task, merged left to right. The number of groups
-//            per channel is capped, so scratch memory grows with C but not with N*H*W.
+// Glossary: the pieces of a channel (x[o][c][i], M = outer * inner values per channel, in logical
+// order o-major, i-minor), used with these meanings in every kernel file:
+//   run    - values of one channel that are contiguous in memory: the `inner` values x[o][c][.]
+//            of one o in the channels-first layout (a channel is `outer` runs, C * inner values
+//            apart); a single value in the channels-last layout (inner == 1).
+//   leaf   - the unit of the statistics: consecutive values of one channel (channels-first:
+//            kLeafValues of them, across runs if needed) small enough to stay in cache between
+//            the two passes of the moments; merged with Chan's formula.
+//   tile   - the channels-last leaf: rows_per_tile(width) consecutive rows x one block of
+//            channels (its rows are the leaf; every channel of a tile has the same count).
+//   group  - consecutive leaves (or tiles) handled by one task, merged left to right. The number
+//            of groups per channel is capped (kMaxGroups), so scratch memory grows with C but not
+//            with N*H*W; the groups of a channel merge in a fixed tree (tree_merge).
+//   block  - channels handled together by one channels-last (or short-run) task: up to
+//            kChannelBlock channels, or a whole row when rows are wide (wide_rows). A row block
+//            (kRowBlock, simd/wide_rows-inl.h) is the rows one update of the per-channel
+//            accumulators takes.
+//   strip  - one vector of channels (Lanes of them) walked down the rows of a tile when rows are
+//            narrow, with the accumulators in registers.
 #pragma once
-
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -18,7 +31,6 @@
 
 #include "bnorm/geometry.hpp"
 #include "bnorm/phases.hpp"
-#include "kernels/mutants.hpp"
 
 namespace bnorm::kernels {
 
@@ -34,13 +46,13 @@ inline constexpr std::int64_t kMaxGroups = 64;
 inline constexpr std::int64_t kParallelMinValues = std::int64_t{1} << 15;
 
 // Two traversals of a tile, chosen by the geometry alone (so results never depend on threads):
-// - narrow rows (C * sizeof(T) < kWideRowBytes): strips of one vector of channels walked down
-//   the rows with register accumulators (simd/channels_last.cpp);
-// - wide rows: whole rows in memory order, kRowBlock rows per update of per-channel accumulators
-//   (simd/channels_last.cpp). Walking a strip down rows that are a multiple of 4 KiB apart
-//   (C = 1024 floats) maps every row to the same L1 set, so wide rows are read in memory order.
-// Measured on NHWC float at 1 thread: strips are 2.2x and 1.4x faster for C = 8 and 16 (rows of 32
-// and 64 bytes); the row-major traversal is faster from C = 32 (128 bytes) on, 1.2x there.
+// - narrow rows (C * sizeof(T) < kWideRowBytes): strips walked down the rows with register
+//   accumulators (simd/channels_last-inl.h);
+// - wide rows: whole rows in memory order, kRowBlock rows per update of per-channel accumulators.
+//   Walking a strip down rows that are a multiple of 4 KiB apart (C = 1024 floats) maps every row
+//   to the same L1 set, so wide rows are read in memory order.
+// Strips win for rows of a few vectors, the row-major traversal from 128-byte rows on
+// (docs/kernels.md has the measurements).
 inline constexpr std::int64_t kWideRowBytes = 128;
 
 // Whether channels-last rows of T are wide (read whole, in memory order) or narrow (strips).
@@ -61,20 +73,14 @@ inline ChunkPlan plan_chunks(std::int64_t count, std::int64_t leaf) {
   ChunkPlan p;
   p.leaf = leaf;
   p.leaves = (count + leaf - 1) / leaf;
-  std::int64_t max_groups = kMaxGroups;
-  // TRIPWIRE (mutants.hpp): groups from the thread count make the merge tree depend on it.
-  if (mutant(Mutant::kThreadOrder)) max_groups = omp_get_max_threads();
-  p.leaves_per_group = std::max<std::int64_t>(1, (p.leaves + max_groups - 1) / max_groups);
+  p.leaves_per_group = std::max<std::int64_t>(1, (p.leaves + kMaxGroups - 1) / kMaxGroups);
   p.groups = (p.leaves + p.leaves_per_group - 1) / p.leaves_per_group;
   return p;
 }
 
 // The end of the leaf that starts at `begin`: every leaf is full but a channel's last.
 inline std::int64_t leaf_end(std::int64_t begin, std::int64_t leaf, std::int64_t count) {
-  const std::int64_t end = std::min(count, begin + leaf);
-  // TRIPWIRE (mutants.hpp): a partial last leaf drops its last value, as a lost vector tail would.
-  if (mutant(Mutant::kDroppedTail) && end - begin < leaf && end - begin > 1) return end - 1;
-  return end;
+  return std::min(count, begin + leaf);
 }
 
 // A chunk's moments inside the kernels, with the mean carried as an unevaluated sum
@@ -124,8 +130,6 @@ struct MergeWeights {
 
 inline MergeWeights merge_weights(double na, double nb) {
   const double n = na + nb;
-  // TRIPWIRE (mutants.hpp): the plain average of the means, as if the chunks had equal counts.
-  if (mutant(Mutant::kUnweightedMerge)) return MergeWeights{n, 0.5, na * nb / n};
   return MergeWeights{n, nb / n, na * nb / n};
 }
 

@@ -1,17 +1,9 @@
-// The kernel interface: stateless per-channel loops on raw pointers and a Geometry.
-//
-// Math (per channel c, M = outer * inner values):
-//   forward:  moments (count, mean, M2)  ->  y = (x - mean) * scale + shift,
-//             scale = gamma / sqrt(var + eps), shift = beta.
-//   backward: sums (sum dy, sum dy * (x - mean))  ->  dx = k_dy * dy + k_xc * (x - mean) + k_0.
-//
-// functional.cpp computes the per-channel coefficients once, in double, and hands each kernel
-// both forms: the double form for the reference (the oracle) and the working-precision form for
-// the fast kernels. The fast form subtracts the mean as a pair hi + lo of working-precision
-// numbers: ((x - mean_hi) - mean_lo) * a + b, which stays accurate when |mean| >> std, where the
-// shorter x * a + (b - mean * a) cancels.
+// The kernel interface: stateless per-channel loops on raw pointers and a Geometry. Every call
+// reaches a kernel through the registry (registry.hpp: kernels::select); the per-channel
+// coefficients the elementwise passes apply are derived once, in coefficients.hpp.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "bnorm/geometry.hpp"
@@ -48,6 +40,16 @@ struct BackwardCoefficients {
   const T* k_0_w;
 };
 
+// What the elementwise forward pass does after y = BN(x) (oneDNN's fuse_norm_relu and
+// fuse_norm_add_relu flags): nothing, y = max(0, y), or y = max(0, y + z).
+enum class Activation { kNone, kRelu, kAddRelu };
+
+template <class T>
+struct Epilogue {
+  Activation activation = Activation::kNone;
+  const T* z = nullptr;  // the residual of kAddRelu (same geometry as x); y may alias it
+};
+
 template <class T>
 struct Kernel {
   const char* name;
@@ -55,8 +57,13 @@ struct Kernel {
   bool (*applies)(const Geometry& g);
   // moments[c] = (M, mean, M2) of channel c; M may be 0.
   void (*moments)(const T* x, const Geometry& g, Moments* moments);
-  // y = normalize(x); y may equal x.
-  void (*normalize)(const T* x, T* y, const Geometry& g, const NormalizeCoefficients<T>& k);
+  // scale[c] = gamma[c] * invstd_of(variance[c], epsilon) for c < channels, gamma null meaning 1:
+  // the per-channel scale of plan_normalize (coefficients.hpp), bitwise the scalar formula.
+  void (*scales)(const double* variance, const T* gamma, double epsilon, double* scale,
+                 std::size_t channels);
+  // y = normalize(x), then the epilogue; y may equal x.
+  void (*normalize)(const T* x, T* y, const Geometry& g, const NormalizeCoefficients<T>& k,
+                    const Epilogue<T>& epilogue);
   // sum_dy[c] = sum dy, sum_dy_xc[c] = sum dy * (x - mean[c]), in double.
   void (*backward_sums)(const T* x, const T* dy, const Geometry& g, const T* mean, double* sum_dy,
                         double* sum_dy_xc);

@@ -11,11 +11,12 @@
 // backward with gamma_eff, and
 //   dgamma = s_adj * r * sum(dy * x_hat) + (s_adj * d + b_adj) * sum(dy),   dbeta = sum(dy).
 //
-// Entry points: the plain case (no renorm, no adjustment, at least 2 values per channel, not
-// synchronized) is functional forward_training. Everything else goes through the phases
-// (channel_moments -> allgather + merge_ranks -> normalize), because the layer needs what
-// forward_training does not return: the global count (for the unbiased moving variance) and
-// the statistics before normalizing (for r and d). The tests check both routes bitwise equal.
+// Entry points: the plain case (no renorm, no adjustment, not one value per channel, not
+// synchronized) is functional forward_training. Everything else runs the statistics phase
+// (src/statistics.hpp: moments -> all-gather + merge -> single-value rule -> mean, variance) and
+// then normalize, because the layer needs what forward_training does not return: the global
+// count (for the unbiased moving variance) and the statistics before normalizing (for r and d).
+// The tests check both routes bitwise equal.
 // Backward is functional backward (with the communicator when synchronized), except for a
 // Keras single-value batch, which forward_training/backward reject: there the phases are used
 // with count 1 (x_hat = 0, dx = 0).
@@ -32,6 +33,7 @@
 #include "bnorm/functional.hpp"
 #include "bnorm/phases.hpp"
 #include "renorm.hpp"
+#include "statistics.hpp"
 #include "virtual_batch_layout.hpp"
 
 namespace bnorm {
@@ -231,48 +233,23 @@ void BasicBatchNorm<T>::forward_group(std::span<const T> x, std::span<T> y, std:
   const bool adjust = train && static_cast<bool>(options_.adjustment);
   affine_effective_ = renorm || adjust;
 
-  if (!renorm && !adjust && comm == nullptr &&
-      (local_count != 1 || options_.single_value == SingleValuePolicy::kError)) {
-    if (local_count == 1) {
-      throw Error(
-          fmt::format("BatchNorm: Expected more than 1 value per channel when training, "
-                      "got input size [{}] (single_value = kError, PyTorch's convention)",
-                      fmt::join(shape_, ", ")));
-    }
+  if (!renorm && !adjust && comm == nullptr && local_count != 1) {
     counts_[k] = local_count;
     forward_training(x, y, g, cspan(gamma_), cspan(beta_), eps, mean_out, var_out);
     return;
   }
 
-  // The phases, with the communicator between them.
-  std::vector<Moments>& moments = moments_;
-  moments.resize(C);
-  channel_moments(x, g, moments);
-  if (comm != nullptr && comm->size() > 1) {
-    static_assert(sizeof(Moments) == 3 * sizeof(double));
-    gathered_.resize(C * static_cast<std::size_t>(comm->size()));
-    comm->allgather(std::span<const double>(&moments[0].count, 3 * C),
-                    std::span<double>(&gathered_[0].count, 3 * gathered_.size()));
-    merge_ranks(gathered_, comm->size(), moments);
-  }
-  const double count = moments[0].count;
-  if (count == 1 && options_.single_value == SingleValuePolicy::kError) {
-    throw Error(fmt::format(
-        "BatchNorm: Expected more than 1 value per channel when training, "
-        "got input size [{}]{} (single_value = kError, PyTorch's convention)",
-        fmt::join(shape_, ", "), comm != nullptr && comm->size() > 1 ? " over all ranks" : ""));
-  }
-  counts_[k] = count;
+  // The statistics phase, then normalize with what the layer makes of the statistics.
+  const detail::SingleValue single_value = options_.single_value == SingleValuePolicy::kError
+                                               ? detail::SingleValue::kReject
+                                               : detail::SingleValue::kAccept;
+  const detail::Caller caller{"BatchNorm", shape_, "single_value = kError, PyTorch's convention"};
   std::vector<double>& mean = mean_;
   std::vector<double>& variance = variance_;
   mean.resize(C);
   variance.resize(C);
-  for (std::size_t c = 0; c < C; ++c) {
-    mean[c] = moments[c].mean;
-    variance[c] = count > 0 ? moments[c].m2 / count : 0.0;
-    mean_out[c] = static_cast<T>(mean[c]);
-    var_out[c] = static_cast<T>(variance[c]);
-  }
+  counts_[k] = detail::batch_statistics<T>(caller, x, g, comm, single_value, mean, variance,
+                                           mean_out, var_out);
   if (renorm) {
     for (std::size_t c = 0; c < C; ++c) {
       const auto rd = layer::renorm_correction(

@@ -1,8 +1,9 @@
 // Statistics without output: update_statistics (torch.batch_norm_update_stats) and
 // recalibrate (the paper's Algorithm 2 population statistics, or the exact pooled ones).
 //
-// Both take only per-channel moments from the phases API (channel_moments, merge_ranks, merge),
-// never normalize, and share the moving-statistics update with forward
+// update_statistics runs the layer's statistics phase (detail::batch_statistics, as forward);
+// recalibrate pools per-channel moments from the phases API (channel_moments, merge). Neither
+// normalizes; both and share the moving-statistics update with forward
 // (update_moving_statistics), so the conventions stay in one place.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -12,6 +13,7 @@
 
 #include "bnorm/batch_norm.hpp"
 #include "bnorm/error.hpp"
+#include "statistics.hpp"
 #include "virtual_batch_layout.hpp"
 
 namespace bnorm {
@@ -86,33 +88,24 @@ ForwardResult BasicBatchNorm<T>::update_statistics(std::span<const T> x,
   batch_mean_.resize(G * C);
   batch_variance_.resize(G * C);
   counts_.assign(G, 0.0);
-  moments_.resize(C);
   std::span<const T> xs = x;
   if (G > 1 && options_.virtual_batch_layout == VirtualBatchLayout::kStrided) {
     layout_x_.resize(x.size());
     detail::gather_strided_virtual_batches(x, std::span<T>(layout_x_), shape[0], groups_);
     xs = layout_x_;
   }
+  // The layer's statistics phase, as forward runs it (one per virtual batch).
+  const detail::SingleValue single_value = options_.single_value == SingleValuePolicy::kError
+                                               ? detail::SingleValue::kReject
+                                               : detail::SingleValue::kAccept;
+  const detail::Caller caller{"BatchNorm", shape, "single_value = kError, PyTorch's convention"};
+  mean_.resize(C);
+  variance_.resize(C);
   for (std::size_t k = 0; k < G; ++k) {
-    channel_moments(xs.subspan(k * n, n), group, moments_);
-    if (gather) {
-      gathered_.resize(C * static_cast<std::size_t>(comm->size()));
-      comm->allgather(std::span<const double>(&moments_[0].count, 3 * C),
-                      std::span<double>(&gathered_[0].count, 3 * gathered_.size()));
-      merge_ranks(gathered_, comm->size(), moments_);
-    }
-    const double count = moments_[0].count;
-    if (count == 1 && options_.single_value == SingleValuePolicy::kError) {
-      throw Error(
-          fmt::format("BatchNorm: Expected more than 1 value per channel when training, "
-                      "got input size [{}] (single_value = kError, PyTorch's convention)",
-                      fmt::join(shape, ", ")));
-    }
-    counts_[k] = count;
-    for (std::size_t c = 0; c < C; ++c) {
-      batch_mean_[k * C + c] = static_cast<T>(moments_[c].mean);
-      batch_variance_[k * C + c] = static_cast<T>(count > 0 ? moments_[c].m2 / count : 0.0);
-    }
+    counts_[k] =
+        detail::batch_statistics<T>(caller, xs.subspan(k * n, n), group, comm, single_value, mean_,
+                                    variance_, std::span<T>(batch_mean_.data() + k * C, C),
+                                    std::span<T>(batch_variance_.data() + k * C, C));
   }
   for (std::size_t c = 0; c < C; ++c) {
     double m = 0, v = 0;

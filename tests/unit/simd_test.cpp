@@ -370,6 +370,7 @@ TEST(Simd, TargetsIncludeTheBestAndAreDistinct) {
   const auto targets = supported_targets();
   ASSERT_FALSE(targets.empty());
   EXPECT_EQ(targets.front().name, kernels::simd::current_target());
+  EXPECT_EQ(simd_target_name(), targets.front().name);  // the public name of the same target
   for (std::size_t i = 1; i < targets.size(); ++i) EXPECT_NE(targets[i].bits, targets[i - 1].bits);
 }
 

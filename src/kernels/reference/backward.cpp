@@ -1,8 +1,7 @@
 // Reference backward, in double:
 //   sums:  sum_dy = sum dy,  sum_dy_xc = sum dy * (x - mean)
 //   input: dx = k_dy * dy + k_xc * (x - mean) + k_0
-// (functional.cpp derives k_dy = a, k_xc = -a * invstd^2 * sum_dy_xc / M, k_0 = -a * sum_dy / M
-//  with a = gamma * invstd, from dx = a * (dy - sum_dy / M - x_hat * sum_dy_xhat / M).)
+// with the coefficients of plan_backward (coefficients.hpp, where they are derived).
 #include "kernels/reference/reference.hpp"
 
 namespace bnorm::kernels::reference {

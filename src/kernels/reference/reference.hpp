@@ -1,6 +1,10 @@
 // The reference kernels: plain scalar loops with double accumulation, no threads, no chunks.
-// They are the oracle every optimized kernel is tested against, and accept every geometry.
+// They are the oracle every optimized kernel is tested against, accept every geometry, and run
+// only their own code (their scales too): forcing them (BNORM_KERNEL=reference) never runs the
+// code they judge.
 #pragma once
+
+#include <cstddef>
 
 #include "kernels/kernel.hpp"
 
@@ -9,7 +13,11 @@ namespace bnorm::kernels::reference {
 template <class T>
 void moments(const T* x, const Geometry& g, Moments* moments);
 template <class T>
-void normalize(const T* x, T* y, const Geometry& g, const NormalizeCoefficients<T>& k);
+void scales(const double* variance, const T* gamma, double epsilon, double* scale,
+            std::size_t channels);
+template <class T>
+void normalize(const T* x, T* y, const Geometry& g, const NormalizeCoefficients<T>& k,
+               const Epilogue<T>& epilogue);
 template <class T>
 void backward_sums(const T* x, const T* dy, const Geometry& g, const T* mean, double* sum_dy,
                    double* sum_dy_xc);

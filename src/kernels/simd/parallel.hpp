@@ -7,9 +7,11 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/chunking.hpp"
+#include "kernels/simd/tasks.hpp"
 
 namespace bnorm::kernels::simd {
 
@@ -36,6 +38,18 @@ inline constexpr std::int64_t kElementwiseTaskValues = 16384;
 // Rows of `row_values` values per elementwise task (at least one).
 inline std::int64_t rows_per_task(std::int64_t row_values) {
   return row_values >= kElementwiseTaskValues ? 1 : kElementwiseTaskValues / row_values;
+}
+
+// The elementwise passes' tasks: `rows` rows of `row_values` values in blocks of
+// rows_per_task(row_values) rows, f(RowRange) for each block.
+template <class F>
+void for_row_tasks(std::int64_t rows, std::int64_t row_values, bool parallel, F&& f) {
+  const std::int64_t per_task = rows_per_task(row_values);
+  const std::int64_t tasks = (rows + per_task - 1) / per_task;
+  for_tasks(tasks, parallel, [&](std::int64_t t) {
+    const std::int64_t begin = t * per_task;
+    f(RowRange{begin, std::min(rows, begin + per_task)});
+  });
 }
 
 // Outputs at least this large are written with non-temporal (streaming) stores: they skip the

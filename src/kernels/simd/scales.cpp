@@ -1,9 +1,9 @@
 // The per-channel scale of a normalization, gamma / sqrt(variance + epsilon), in vectors.
 //
-// plan_normalize (normalize_coefficients.hpp) needs it for every channel of every call; one at a
+// plan_normalize (coefficients.hpp) needs it for every channel of every call; one at a
 // time, the square root and the division cost a tiny call (64x100) as much as normalizing it.
 // Square roots and divisions are correctly rounded in vectors as in scalars, so the values are
-// bitwise those of invstd_of (coefficients.hpp), which the fused channels-first paths use.
+// bitwise those of scale_of (coefficients.hpp), which the fused channels-first paths use.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/simd/scales.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -12,6 +12,7 @@
 
 #include <cstddef>
 
+#include "kernels/simd/dispatch.hpp"
 #include "kernels/simd/simd-inl.h"
 #include "kernels/simd/simd.hpp"
 
@@ -48,12 +49,14 @@ void ScalesT(const double* variance, const T* gamma, double epsilon, double* sca
 
 }  // namespace
 
-void ScalesF(const double* variance, const float* gamma, double epsilon, double* scale, size_t C) {
-  ScalesT(variance, gamma, epsilon, scale, C);
-}
-void ScalesD(const double* variance, const double* gamma, double epsilon, double* scale, size_t C) {
-  ScalesT(variance, gamma, epsilon, scale, C);
-}
+// Non-template entry points, one per storage type (dispatch.hpp), for HWY_EXPORT.
+#define BNORM_SCALES_ENTRY_POINT(T, S, unused)                                          \
+  void Scales##S(const double* variance, const T* gamma, double epsilon, double* scale, \
+                 size_t C) {                                                            \
+    ScalesT(variance, gamma, epsilon, scale, C);                                        \
+  }
+BNORM_SIMD_STORAGE_TYPES(BNORM_SCALES_ENTRY_POINT, )
+#undef BNORM_SCALES_ENTRY_POINT
 
 }  // namespace bnorm::kernels::simd::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
@@ -61,17 +64,12 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace bnorm::kernels::simd {
 
-HWY_EXPORT(ScalesF);
-HWY_EXPORT(ScalesD);
+BNORM_SIMD_EXPORT(Scales)
 
 template <class T>
 void scales(const double* variance, const T* gamma, double epsilon, double* scale,
             std::size_t channels) {
-  if constexpr (sizeof(T) == sizeof(float)) {
-    HWY_DYNAMIC_DISPATCH(ScalesF)(variance, gamma, epsilon, scale, channels);
-  } else {
-    HWY_DYNAMIC_DISPATCH(ScalesD)(variance, gamma, epsilon, scale, channels);
-  }
+  Scales<T>()(variance, gamma, epsilon, scale, channels);
 }
 
 template void scales<float>(const double*, const float*, double, double*, std::size_t);

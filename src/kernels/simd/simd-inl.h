@@ -1,6 +1,6 @@
 // Per-target building blocks of the SIMD kernels (Highway): loads that widen to double, partial
 // loads and stores for tails, and the loops over one contiguous run of a channel. Included once
-// per target by foreach_target.h from channels_first.cpp and channels_last.cpp.
+// per target by foreach_target.h through the families' .cpp and *-inl.h files and scales.cpp.
 //
 // Statistics are accumulated in double lanes: a float value is widened on load, so the sums have
 // the accuracy of the double reference and the kernels stay memory bound (two double vectors per
@@ -23,6 +23,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "cache_line.hpp"
 #include "kernels/chunking.hpp"
 
 HWY_BEFORE_NAMESPACE();
@@ -162,7 +163,7 @@ HWY_INLINE void AddRun(const T* HWY_RESTRICT p, size_t n, Acc& acc) {
     }
   };
   constexpr size_t kAhead = kPrefetchBytes / sizeof(T);
-  constexpr size_t kLine = 64 / sizeof(T);
+  constexpr size_t kLine = kValuesPerLine<T>;
   size_t i = 0;
   for (; i + 4 * N + kAhead <= n; i += 4 * N) {
     for (size_t q = 0; q < 4 * N; q += kLine) hwy::Prefetch(p + i + kAhead + q);

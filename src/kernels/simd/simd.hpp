@@ -1,8 +1,13 @@
-// SIMD kernels (Google Highway, runtime dispatch, OpenMP), one family per file:
+// SIMD kernels (Google Highway, runtime dispatch, OpenMP), one family per pair of files in
+// Highway's skeleton style: per-target loops in *-inl.h, host side (plans, thresholds, task
+// lists, HWY_EXPORT and dispatch) in the .cpp:
 //   channels_first.cpp  inner > 1 (NCHW, NCDHW): vectorized along inner, threads over channels
+//                       (loops: channels_first-inl.h, short_runs-inl.h)
 //   channels_last.cpp   inner == 1 ((N,C), NHWC): vectorized along C, threads over row groups
-// This header never includes Highway: the per-target code stays inside the two .cpp files and
-// simd-inl.h, and everything here is plain C++ that dispatches at run time.
+//                       (loops: channels_last-inl.h, wide_rows-inl.h, strips-inl.h)
+//   scales.cpp          the per-channel scales of plan_normalize
+// Shared per-target helpers are in simd-inl.h, the export arguments in tasks.hpp, the dispatch
+// over storage types in dispatch.hpp. This header never includes Highway.
 //
 // Extra memory per call (none of it allocated in a steady state: scratch.hpp slots grow once):
 //   partial results, in the calling thread's scratch: at most kMaxGroups (64) per channel,
@@ -23,22 +28,12 @@
 
 namespace bnorm::kernels::simd {
 
-// What the elementwise forward pass does after y = BN(x): nothing, relu(y), or relu(y + z).
-template <class T>
-struct Epilogue {
-  bool relu = false;
-  const T* z = nullptr;  // residual added before the relu (BN + Add + ReLU); nullptr = none
-};
-
 bool channels_first_applies(const Geometry& g);
 template <class T>
 void channels_first_moments(const T* x, const Geometry& g, Moments* moments);
 template <class T>
 void channels_first_normalize(const T* x, T* y, const Geometry& g,
-                              const NormalizeCoefficients<T>& k);
-template <class T>
-void channels_first_normalize_epilogue(const T* x, T* y, const Geometry& g,
-                                       const NormalizeCoefficients<T>& k, const Epilogue<T>& e);
+                              const NormalizeCoefficients<T>& k, const Epilogue<T>& e);
 template <class T>
 void channels_first_backward_sums(const T* x, const T* dy, const Geometry& g, const T* mean,
                                   double* sum_dy, double* sum_dy_xc);
@@ -57,11 +52,8 @@ bool channels_last_applies(const Geometry& g);
 template <class T>
 void channels_last_moments(const T* x, const Geometry& g, Moments* moments);
 template <class T>
-void channels_last_normalize(const T* x, T* y, const Geometry& g,
-                             const NormalizeCoefficients<T>& k);
-template <class T>
-void channels_last_normalize_epilogue(const T* x, T* y, const Geometry& g,
-                                      const NormalizeCoefficients<T>& k, const Epilogue<T>& e);
+void channels_last_normalize(const T* x, T* y, const Geometry& g, const NormalizeCoefficients<T>& k,
+                             const Epilogue<T>& e);
 template <class T>
 void channels_last_backward_sums(const T* x, const T* dy, const Geometry& g, const T* mean,
                                  double* sum_dy, double* sum_dy_xc);
@@ -70,21 +62,10 @@ void channels_last_backward_input(const T* x, const T* dy, T* dx, const Geometry
                                   const BackwardCoefficients<T>& k);
 
 // scale[c] = gamma[c] / sqrt(variance[c] + epsilon) (0 where variance + epsilon == 0), gamma null
-// meaning 1, for c < channels: bitwise invstd_of's values, in vectors (scales.cpp).
+// meaning 1, for c < channels: bitwise scale_of's values, in vectors (scales.cpp).
 template <class T>
 void scales(const double* variance, const T* gamma, double epsilon, double* scale,
             std::size_t channels);
-
-// Elementwise normalize with an epilogue for any geometry, choosing the family (fused.cpp).
-template <class T>
-void normalize_epilogue(const T* x, T* y, const Geometry& g, const NormalizeCoefficients<T>& k,
-                        const Epilogue<T>& e) {
-  if (g.inner == 1) {
-    channels_last_normalize_epilogue(x, y, g, k, e);
-  } else {
-    channels_first_normalize_epilogue(x, y, g, k, e);
-  }
-}
 
 // ---- for tests: the Highway targets compiled into this binary ----
 struct Target {

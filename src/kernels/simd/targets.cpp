@@ -2,6 +2,7 @@
 #include <hwy/highway.h>
 #include <hwy/targets.h>
 
+#include "bnorm/kernels.hpp"
 #include "kernels/simd/simd.hpp"
 
 namespace bnorm::kernels::simd {

@@ -6,8 +6,8 @@
 // right inside a group, groups in a fixed tree (chunking.hpp). Accumulation is in double.
 #include <algorithm>
 
-#include "kernels/chunking.hpp"
-#include "kernels/plain/plain.hpp"
+#include "plain/mutants.hpp"
+#include "plain/plain.hpp"
 #include "scratch.hpp"
 
 namespace bnorm::kernels::plain {
@@ -68,7 +68,7 @@ bool channels_first_applies(const Geometry& g) {
 template <class T>
 void channels_first_moments(const T* x, const Geometry& g, Moments* moments) {
   const std::int64_t count = g.count_per_channel();
-  const ChunkPlan plan = plan_chunks(count, kLeafValues);
+  const ChunkPlan plan = plan_chunks_tripwired(count, kLeafValues);
   if (plan.groups == 0) {
     std::fill(moments, moments + g.channels, Moments{});
     return;
@@ -86,19 +86,20 @@ void channels_first_moments(const T* x, const Geometry& g, Moments* moments) {
     if (mutant(Mutant::kDataRace)) ++mutant_race_counter;  // TRIPWIRE (mutants.hpp): a race
     for (std::int64_t l = first; l < last; ++l) {
       const std::int64_t begin = l * plan.leaf;
-      acc = merge_chunks(acc, leaf(x, g, c, begin, leaf_end(begin, plan.leaf, count)));
+      acc = merge_chunks_tripwired(
+          acc, leaf(x, g, c, begin, leaf_end_tripwired(begin, plan.leaf, count)));
     }
     partials[t] = acc;
   }
   for (std::int64_t c = 0; c < g.channels; ++c) {
-    tree_merge(&partials[c * plan.groups], plan.groups, 1);
+    tree_merge_tripwired(&partials[c * plan.groups], plan.groups, 1);
     moments[c] = to_moments(partials[c * plan.groups]);
   }
 }
 
 template <class T>
 void channels_first_normalize(const T* x, T* y, const Geometry& g,
-                              const NormalizeCoefficients<T>& k) {
+                              const NormalizeCoefficients<T>& k, const Epilogue<T>& e) {
   const std::int64_t rows = g.outer * g.channels;
 #pragma omp parallel for schedule(static) if (g.size() >= kParallelMinValues)
   for (std::int64_t row = 0; row < rows; ++row) {
@@ -109,7 +110,9 @@ void channels_first_normalize(const T* x, T* y, const Geometry& g,
     const T b = k.b[c];
     const T* in = x + row * g.inner;
     T* out = y + row * g.inner;
-    for (std::int64_t i = 0; i < g.inner; ++i) out[i] = ((in[i] - mean_hi) - mean_lo) * a + b;
+    for (std::int64_t i = 0; i < g.inner; ++i) {
+      out[i] = with_epilogue(((in[i] - mean_hi) - mean_lo) * a + b, e, row * g.inner + i);
+    }
   }
 }
 
@@ -117,7 +120,7 @@ template <class T>
 void channels_first_backward_sums(const T* x, const T* dy, const Geometry& g, const T* mean,
                                   double* sum_dy, double* sum_dy_xc) {
   const std::int64_t count = g.count_per_channel();
-  const ChunkPlan plan = plan_chunks(count, kLeafValues);
+  const ChunkPlan plan = plan_chunks_tripwired(count, kLeafValues);
   if (plan.groups == 0) {
     std::fill(sum_dy, sum_dy + g.channels, 0.0);
     std::fill(sum_dy_xc, sum_dy_xc + g.channels, 0.0);
@@ -173,13 +176,13 @@ void channels_first_backward_input(const T* x, const T* dy, T* dx, const Geometr
   }
 }
 
-#define BNORM_INSTANTIATE(T)                                                                   \
-  template void channels_first_moments<T>(const T*, const Geometry&, Moments*);                \
-  template void channels_first_normalize<T>(const T*, T*, const Geometry&,                     \
-                                            const NormalizeCoefficients<T>&);                  \
-  template void channels_first_backward_sums<T>(const T*, const T*, const Geometry&, const T*, \
-                                                double*, double*);                             \
-  template void channels_first_backward_input<T>(const T*, const T*, T*, const Geometry&,      \
+#define BNORM_INSTANTIATE(T)                                                                      \
+  template void channels_first_moments<T>(const T*, const Geometry&, Moments*);                   \
+  template void channels_first_normalize<T>(const T*, T*, const Geometry&,                        \
+                                            const NormalizeCoefficients<T>&, const Epilogue<T>&); \
+  template void channels_first_backward_sums<T>(const T*, const T*, const Geometry&, const T*,    \
+                                                double*, double*);                                \
+  template void channels_first_backward_input<T>(const T*, const T*, T*, const Geometry&,         \
                                                  const BackwardCoefficients<T>&);
 BNORM_INSTANTIATE(float)
 BNORM_INSTANTIATE(double)

@@ -8,8 +8,8 @@
 #include <algorithm>
 #include <array>
 
-#include "kernels/chunking.hpp"
-#include "kernels/plain/plain.hpp"
+#include "plain/mutants.hpp"
+#include "plain/plain.hpp"
 #include "scratch.hpp"
 
 namespace bnorm::kernels::plain {
@@ -19,7 +19,7 @@ bool channels_last_applies(const Geometry& g) {
 
 template <class T>
 void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
-  const TilePlan plan = plan_tiles(g);
+  const TilePlan plan = plan_tiles_tripwired(g);
   const std::int64_t groups = plan.rows.groups;
   if (groups == 0) {
     std::fill(moments, moments + g.channels, Moments{});
@@ -46,7 +46,7 @@ void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
     const std::int64_t last = std::min(plan.rows.leaves, first + plan.rows.leaves_per_group);
     for (std::int64_t l = first; l < last; ++l) {
       const std::int64_t r0 = l * plan.rows.leaf;
-      const std::int64_t r1 = leaf_end(r0, plan.rows.leaf, g.outer);
+      const std::int64_t r1 = leaf_end_tripwired(r0, plan.rows.leaf, g.outer);
       const double n = static_cast<double>(r1 - r0);
       std::fill_n(sum.begin(), width, 0.0);
       for (std::int64_t r = r0; r < r1; ++r) {
@@ -64,7 +64,7 @@ void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
         }
         for (std::int64_t k = 0; k < width; ++k) {
           const double m2 = std::max(0.0, square_sum[k] - sum[k] * sum[k] / n);
-          acc[k] = merge_chunks(acc[k], Partial{n, mean[k], 0, m2});
+          acc[k] = merge_chunks_tripwired(acc[k], Partial{n, mean[k], 0, m2});
         }
         continue;
       }
@@ -79,26 +79,28 @@ void channels_last_moments(const T* x, const Geometry& g, Moments* moments) {
         }
       }
       for (std::int64_t k = 0; k < width; ++k) {
-        acc[k] = merge_chunks(acc[k], leaf_moments(n, mean[k], residual_sum[k], square_sum[k]));
+        acc[k] = merge_chunks_tripwired(acc[k],
+                                        leaf_moments(n, mean[k], residual_sum[k], square_sum[k]));
       }
     }
   }
   for (std::int64_t c = 0; c < C; ++c) {
-    tree_merge(&partials[c], groups, C);
+    tree_merge_tripwired(&partials[c], groups, C);
     moments[c] = to_moments(partials[c]);
   }
 }
 
 template <class T>
-void channels_last_normalize(const T* x, T* y, const Geometry& g,
-                             const NormalizeCoefficients<T>& k) {
+void channels_last_normalize(const T* x, T* y, const Geometry& g, const NormalizeCoefficients<T>& k,
+                             const Epilogue<T>& e) {
   const std::int64_t C = g.channels;
 #pragma omp parallel for schedule(static) if (g.size() >= kParallelMinValues)
   for (std::int64_t r = 0; r < g.outer; ++r) {
     const T* in = x + r * C;
     T* out = y + r * C;
     for (std::int64_t c = 0; c < C; ++c) {
-      out[c] = ((in[c] - k.mean_hi[c]) - k.mean_lo[c]) * k.a[c] + k.b[c];
+      out[c] =
+          with_epilogue(((in[c] - k.mean_hi[c]) - k.mean_lo[c]) * k.a[c] + k.b[c], e, r * C + c);
     }
   }
 }
@@ -106,7 +108,7 @@ void channels_last_normalize(const T* x, T* y, const Geometry& g,
 template <class T>
 void channels_last_backward_sums(const T* x, const T* dy, const Geometry& g, const T* mean,
                                  double* sum_dy, double* sum_dy_xc) {
-  const TilePlan plan = plan_tiles(g);
+  const TilePlan plan = plan_tiles_tripwired(g);
   const std::int64_t groups = plan.rows.groups;
   const std::int64_t C = g.channels;
   if (groups == 0) {
@@ -160,13 +162,13 @@ void channels_last_backward_input(const T* x, const T* dy, T* dx, const Geometry
   }
 }
 
-#define BNORM_INSTANTIATE(T)                                                                  \
-  template void channels_last_moments<T>(const T*, const Geometry&, Moments*);                \
-  template void channels_last_normalize<T>(const T*, T*, const Geometry&,                     \
-                                           const NormalizeCoefficients<T>&);                  \
-  template void channels_last_backward_sums<T>(const T*, const T*, const Geometry&, const T*, \
-                                               double*, double*);                             \
-  template void channels_last_backward_input<T>(const T*, const T*, T*, const Geometry&,      \
+#define BNORM_INSTANTIATE(T)                                                                     \
+  template void channels_last_moments<T>(const T*, const Geometry&, Moments*);                   \
+  template void channels_last_normalize<T>(const T*, T*, const Geometry&,                        \
+                                           const NormalizeCoefficients<T>&, const Epilogue<T>&); \
+  template void channels_last_backward_sums<T>(const T*, const T*, const Geometry&, const T*,    \
+                                               double*, double*);                                \
+  template void channels_last_backward_input<T>(const T*, const T*, T*, const Geometry&,         \
                                                 const BackwardCoefficients<T>&);
 BNORM_INSTANTIATE(float)
 BNORM_INSTANTIATE(double)

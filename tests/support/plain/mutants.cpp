@@ -1,12 +1,11 @@
-// The run-time switch of the mutation tripwires (mutants.hpp); empty unless BNORM_MUTANTS.
-#include "kernels/mutants.hpp"
+// The run-time switch of the mutation tripwires (mutants.hpp).
+#include "plain/mutants.hpp"
 
-#ifdef BNORM_MUTANTS
 #include <cstdio>
 #include <cstdlib>
 #include <string_view>
 
-namespace bnorm::kernels {
+namespace bnorm::kernels::plain {
 namespace {
 
 struct Named {
@@ -24,7 +23,9 @@ Mutant from_environment() {
   if (env == nullptr || *env == '\0') return Mutant::kNone;
   for (const auto& m : kMutants) {
     if (m.name == env) {
-      std::fprintf(stderr, "bnorm: TRIPWIRE mutant '%s' is active: kernels are broken on purpose\n",
+      std::fprintf(stderr,
+                   "bnorm: TRIPWIRE mutant '%s' is active: the plain kernels are broken on "
+                   "purpose\n",
                    env);
       return m.mutant;
     }
@@ -43,5 +44,4 @@ Mutant active_mutant() {
   return active;
 }
 
-}  // namespace bnorm::kernels
-#endif
+}  // namespace bnorm::kernels::plain
