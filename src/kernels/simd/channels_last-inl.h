@@ -71,8 +71,6 @@ HWY_INLINE void StoreRowVector(V v, D d, T* p) {
   }
 }
 
-// Rows [r0, r1); mode 0: plain, 1: relu, 2: add z then relu. kStream: non-temporal stores (only
-// when RowsStreamable: then a row has no tail).
 // Rows [rows.begin, rows.end): y = BN(x), then + z (kAdd) and max(0, .) (kRelu). kStream:
 // non-temporal stores (only when RowsStreamable: then a row has no tail).
 template <bool kRelu, bool kAdd, bool kStream, class T>
