@@ -31,6 +31,9 @@
 
 HWY_BEFORE_NAMESPACE();
 namespace bnorm::kernels::simd::HWY_NAMESPACE {
+// Internal linkage: the families define templates of the same names and signatures
+// (NormalizeRowsT, BackwardRowsT) in their own translation units.
+namespace {
 
 template <class T>
 void TileMomentsT(const T* x, const Geometry& g, std::int64_t c0, std::int64_t width,
@@ -161,6 +164,7 @@ void BackwardRowsT(const T* x, const T* dy, T* dx, const Geometry& g, RowRange r
   });
 }
 
+}  // namespace
 }  // namespace bnorm::kernels::simd::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
