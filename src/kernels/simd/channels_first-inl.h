@@ -38,6 +38,9 @@
 
 HWY_BEFORE_NAMESPACE();
 namespace bnorm::kernels::simd::HWY_NAMESPACE {
+// Internal linkage: the families define templates of the same names and signatures
+// (NormalizeRowsT, BackwardRowsT) in their own translation units.
+namespace {
 
 // Calls f(offset, length) for each contiguous run of channel c's logical values [begin, end);
 // offset is the index of the run's first value in the tensor.
@@ -312,6 +315,7 @@ void BackwardChannelT(const T* x, const T* dy, T* dx, const Geometry& g, std::in
   });
 }
 
+}  // namespace
 }  // namespace bnorm::kernels::simd::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 

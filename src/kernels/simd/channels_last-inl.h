@@ -31,6 +31,9 @@
 
 HWY_BEFORE_NAMESPACE();
 namespace bnorm::kernels::simd::HWY_NAMESPACE {
+// Internal linkage: the families define templates of the same names and signatures
+// (NormalizeRowsT, BackwardRowsT) in their own translation units.
+namespace {
 
 template <class T>
 void TileMomentsT(const T* x, const Geometry& g, std::int64_t c0, std::int64_t width,
@@ -71,8 +74,6 @@ HWY_INLINE void StoreRowVector(V v, D d, T* p) {
   }
 }
 
-// Rows [r0, r1); mode 0: plain, 1: relu, 2: add z then relu. kStream: non-temporal stores (only
-// when RowsStreamable: then a row has no tail).
 // Rows [rows.begin, rows.end): y = BN(x), then + z (kAdd) and max(0, .) (kRelu). kStream:
 // non-temporal stores (only when RowsStreamable: then a row has no tail).
 template <bool kRelu, bool kAdd, bool kStream, class T>
@@ -163,6 +164,7 @@ void BackwardRowsT(const T* x, const T* dy, T* dx, const Geometry& g, RowRange r
   });
 }
 
+}  // namespace
 }  // namespace bnorm::kernels::simd::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 

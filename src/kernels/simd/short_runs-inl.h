@@ -19,6 +19,9 @@
 
 HWY_BEFORE_NAMESPACE();
 namespace bnorm::kernels::simd::HWY_NAMESPACE {
+// Internal linkage: the families define templates of the same names and signatures
+// (NormalizeRowsT, BackwardRowsT) in their own translation units.
+namespace {
 
 // Short runs (channels_first.cpp's host side decides: float NCHW with a small H*W such as 7x7).
 // A channel's values then lie in runs of a few hundred bytes, one per o, C * inner values apart:
@@ -140,6 +143,7 @@ void ShortRunSumsT(const T* x, const T* dy, const Geometry& g, std::int64_t c0, 
   }
 }
 
+}  // namespace
 }  // namespace bnorm::kernels::simd::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 

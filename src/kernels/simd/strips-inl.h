@@ -20,6 +20,9 @@
 
 HWY_BEFORE_NAMESPACE();
 namespace bnorm::kernels::simd::HWY_NAMESPACE {
+// Internal linkage: the families define templates of the same names and signatures
+// (NormalizeRowsT, BackwardRowsT) in their own translation units.
+namespace {
 
 // The statistics loops walk one vector of channels at a time down the rows of a tile (a strip
 // of Lanes(DD) channels, `lanes` of them valid), with the accumulators in registers: four per
@@ -163,6 +166,7 @@ void RowSumsStrips(const T* x, const T* dy, const Geometry& g, std::int64_t c0, 
   }
 }
 
+}  // namespace
 }  // namespace bnorm::kernels::simd::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 

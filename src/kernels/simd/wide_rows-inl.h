@@ -22,6 +22,9 @@
 
 HWY_BEFORE_NAMESPACE();
 namespace bnorm::kernels::simd::HWY_NAMESPACE {
+// Internal linkage: the families define templates of the same names and signatures
+// (NormalizeRowsT, BackwardRowsT) in their own translation units.
+namespace {
 
 // The wide traversals read whole rows in memory order and keep per-channel accumulators in the
 // task's scratch. They take kRowBlock rows per accumulator update: the partial sums of a block
@@ -269,6 +272,7 @@ void RowSumsWide(const T* x, const T* dy, const Geometry& g, std::int64_t c0, st
   std::copy_n(s_xc, w, s_xc_out);
 }
 
+}  // namespace
 }  // namespace bnorm::kernels::simd::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
