@@ -36,8 +36,8 @@ TEST(CliTrain, CompareWritesTableCsvJsonAndPlots) {
   EXPECT_GT(fs::file_size(out / "accuracy.png"), 1000u);
   for (const char* run : {"bn-none_lr-0.5", "bn-before_lr-0.5", "bn-after_lr-0.5"}) {
     const fs::path dir = out / run;
-    EXPECT_EQ(slurp(dir / "metrics.csv").substr(0, 42),
-              "step,train_loss,test_accuracy,p15,p50,p85\n");
+    EXPECT_EQ(slurp(dir / "metrics.csv").substr(0, 52),
+              "step,train_loss,test_accuracy,p15,p50,p85,test_loss\n");
     EXPECT_GT(fs::file_size(dir / "percentiles.png"), 1000u);
     const auto json = nlohmann::json::parse(slurp(dir / "run.json"));
     EXPECT_EQ(json["config"]["steps"], 30);

@@ -22,7 +22,7 @@ TrainConfig small_config(BnPlacement bn) {
   TrainConfig c;
   c.model.hidden = {32, 16};
   c.model.bn = bn;
-  c.sgd = {0.2, 0.9, 1e-4};  // momentum: the optimizer state must round-trip too
+  c.sgd = {0.2, 0.9, 1e-4, {}};  // momentum: the optimizer state must round-trip too
   c.batch = 24;
   c.seed = 9;
   return c;
