@@ -37,9 +37,14 @@ namespace {
 
 constexpr int kBadInput = 2;
 
+// OpenMP threads run the engine's per-example loops (Conv2d, MaxPool2d, Dropout) and the BN
+// kernels, whose results do not depend on the thread count. Eigen's own GEMM threading does:
+// it re-derives its k-blocking from the thread count (Eigen 3.4 initParallel), which changes the
+// summation order (measured: a 2-thread run's checkpoint differed from a 1-thread run's), so
+// Eigen always runs single-threaded here.
 void set_threads(int threads) {
   if (threads > 0) omp_set_num_threads(threads);
-  Eigen::setNbThreads(threads > 0 ? threads : omp_get_max_threads());
+  Eigen::setNbThreads(1);
 }
 
 std::string format_lr(double lr) {
@@ -149,7 +154,7 @@ int run(const bt::Flags& f, bt::Command command) {
   const nn::Dataset test = nn::load_idx_dataset(data_dir, "t10k");
   if (writer) {
     fmt::print("bnorm-train: {} training and {} test images from {} ({} threads)\n", train.size(),
-               test.size(), data_dir.string(), Eigen::nbThreads());
+               test.size(), data_dir.string(), omp_get_max_threads());
   }
   bt::Progress progress(writer ? progress_mode(f.progress) : bt::ProgressMode::kNone);
   if (command == bt::Command::kStudy) {

@@ -14,7 +14,8 @@ namespace bnorm::train {
 
 // caffenet's solver shape on a small CNN: arch c16,c16,p,c32,p,f128, SGD lr 0.01 with momentum
 // 0.9 and weight decay 5e-4, one lr drop x0.1 at 3/4 of the steps (when --lr-drop is not
-// given), batch 60, 2,000 steps (2 epochs), Glorot init, seeds 1,2,3, all three tables.
+// given), batch 60, 2,000 steps (2 epochs), Glorot init, BN momentum 0.9 (PyTorch's 0.1),
+// seeds 1,2,3, all three tables.
 void study_defaults(Flags& f);
 
 // One configuration of the study (each run once per seed).
