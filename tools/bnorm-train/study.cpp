@@ -60,7 +60,7 @@ std::string verdict(const SeedGroup& a, const SeedGroup& b, double published_dif
   if (sa.n < 2 || sb.n < 2) {
     what = "one seed: no spread to judge by";
   } else if (std::abs(diff) <= 2 * se) {
-    what = "within the seed spread (|difference| <= 2 standard errors): not reproduced";
+    what = "within the seed spread (difference within 2 standard errors): not reproduced";
   } else if ((diff > 0) == (published_difference > 0)) {
     what = "same sign, beyond 2 standard errors: reproduced";
   } else {
