@@ -34,8 +34,7 @@ int main() {
   double first = 0, loss = 0;
   for (int step = 0; step < 30; ++step) {
     cnn.net.begin_step(step, 0);
-    loss = nn::softmax_cross_entropy(cnn.net.forward(x, nn::Mode::kTraining), labels, 8,
-                                     &dlogits);
+    loss = nn::softmax_cross_entropy(cnn.net.forward(x, nn::Mode::kTraining), labels, 8, &dlogits);
     if (step == 0) first = loss;
     cnn.net.backward(dlogits);
     sgd.step();
