@@ -53,13 +53,13 @@ std::string format_lr(double lr) {
 }
 
 std::string table(const std::vector<bt::RunResult>& results) {
-  std::string t = fmt::format("{:<32} {:>7} {:>6} {:>7} {:>9} {:>9} {:>9} {:>10} {:>22} {:>8}\n",
+  std::string t = fmt::format("{:<40} {:>7} {:>6} {:>7} {:>9} {:>9} {:>9} {:>10} {:>22} {:>8}\n",
                               "run", "bn", "lr", "steps", "test acc", "best acc", "test loss",
                               "train loss", "p85-p15 start -> end", "steps/s");
   for (const auto& r : results) {
     const auto& c = r.options.config;
     t += fmt::format(
-        "{:<32} {:>7} {:>6} {:>7} {:>9.4f} {:>9.4f} {:>9.4f} {:>10.4f} {:>10.3g} -> {:>8.3g} "
+        "{:<40} {:>7} {:>6} {:>7} {:>9.4f} {:>9.4f} {:>9.4f} {:>10.4f} {:>10.3g} -> {:>8.3g} "
         "{:>8.0f}\n",
         r.options.name, nn::bn_placement_name(c.model.bn), format_lr(c.sgd.learning_rate),
         r.last().step, r.last().test_accuracy, r.best_accuracy(), r.last().test_loss,
@@ -70,11 +70,11 @@ std::string table(const std::vector<bt::RunResult>& results) {
 
 // One row per configuration: mean ± sample std (and min..max) over its seeds.
 std::string seeds_table(const std::vector<bt::SeedGroup>& groups) {
-  std::string t = fmt::format("\n{:<24} {:>5} {:>18} {:>15} {:>18} {:>18}\n", "configuration",
+  std::string t = fmt::format("\n{:<32} {:>5} {:>18} {:>15} {:>18} {:>18}\n", "configuration",
                               "seeds", "test acc", "min..max", "test loss", "best acc");
   for (const auto& g : groups) {
     const bt::Spread acc = g.final_accuracy();
-    t += fmt::format("{:<24} {:>5} {:>18} {:>15} {:>18} {:>18}\n", g.name, acc.n,
+    t += fmt::format("{:<32} {:>5} {:>18} {:>15} {:>18} {:>18}\n", g.name, acc.n,
                      bt::format_spread(acc), fmt::format("{:.4f}..{:.4f}", acc.min, acc.max),
                      bt::format_spread(g.final_test_loss()), bt::format_spread(g.best_accuracy()));
   }
