@@ -1,4 +1,4 @@
-// sigmoid, relu, tanh and their derivatives written in terms of the output y.
+// sigmoid, relu, tanh, elu and their derivatives written in terms of the output y.
 #include <cmath>
 
 #include <fmt/format.h>
@@ -12,7 +12,8 @@ ActivationKind parse_activation(std::string_view name) {
   if (name == "sigmoid") return ActivationKind::kSigmoid;
   if (name == "relu") return ActivationKind::kRelu;
   if (name == "tanh") return ActivationKind::kTanh;
-  throw Error(fmt::format("activation '{}'; expected sigmoid, relu or tanh", name));
+  if (name == "elu") return ActivationKind::kElu;
+  throw Error(fmt::format("activation '{}'; expected sigmoid, relu, tanh or elu", name));
 }
 
 std::string_view activation_name(ActivationKind kind) {
@@ -23,6 +24,8 @@ std::string_view activation_name(ActivationKind kind) {
       return "relu";
     case ActivationKind::kTanh:
       return "tanh";
+    case ActivationKind::kElu:
+      return "elu";
   }
   return "?";
 }
@@ -32,7 +35,7 @@ void Activation<T>::forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) {
   if (x.cols() != features_) {
     throw Error(fmt::format("{}: input has {} columns; expected {}", kind(), x.cols(), features_));
   }
-  y.resize(x.rows(), x.cols());
+  y.resize(x.shape());
   const T* in = x.data();
   T* out = y.data();
   const std::int64_t n = x.size();
@@ -46,6 +49,9 @@ void Activation<T>::forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) {
     case ActivationKind::kTanh:
       for (std::int64_t i = 0; i < n; ++i) out[i] = std::tanh(in[i]);
       break;
+    case ActivationKind::kElu:
+      for (std::int64_t i = 0; i < n; ++i) out[i] = in[i] > T{0} ? in[i] : std::expm1(in[i]);
+      break;
   }
   y_ = mode == Mode::kTraining ? &y : nullptr;
 }
@@ -58,7 +64,7 @@ void Activation<T>::backward(const Tensor<T>& dy, Tensor<T>* dx) {
         fmt::format("{}::backward: dy has {} values; expected {}", kind(), dy.size(), y_->size()));
   }
   if (dx == nullptr) return;
-  dx->resize(dy.rows(), dy.cols());
+  dx->resize(dy.shape());
   const T* y = y_->data();
   const T* g = dy.data();
   T* out = dx->data();
@@ -72,6 +78,9 @@ void Activation<T>::backward(const Tensor<T>& dy, Tensor<T>* dx) {
       break;
     case ActivationKind::kTanh:
       for (std::int64_t i = 0; i < n; ++i) out[i] = g[i] * (T{1} - y[i] * y[i]);
+      break;
+    case ActivationKind::kElu:
+      for (std::int64_t i = 0; i < n; ++i) out[i] = y[i] > T{0} ? g[i] : g[i] * (y[i] + T{1});
       break;
   }
 }

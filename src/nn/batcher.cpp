@@ -10,7 +10,7 @@ namespace bnorm::nn {
 Batcher::Batcher(std::int64_t examples, std::int64_t batch, std::uint64_t seed)
     : examples_(examples), batch_(batch) {
   if (examples <= 0) throw Error(fmt::format("Batcher: {} examples; expected > 0", examples));
-  if (batch <= 0) throw Error(fmt::format("--batch {}; expected > 0", batch));
+  if (batch <= 0) throw Error(fmt::format("Batcher: batch {}; expected > 0", batch));
   state_.seed = seed;
   indices_.resize(static_cast<std::size_t>(batch));
   shuffle_epoch();

@@ -304,7 +304,7 @@ fs::path find_file(const fs::path& dir, const std::string& stem) {
   throw Error(fmt::format(
       "{}: no such file (nor {}.gz). The Fashion-MNIST files are installed by "
       "'apt-get install dataset-fashion-mnist' (into /usr/share/datasets/fashion-mnist), or "
-      "pass --data DIR with {{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte[.gz]",
+      "pass the dataset directory DIR with {{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte[.gz]",
       (dir / stem).string(), stem));
 }
 
@@ -313,9 +313,9 @@ fs::path find_file(const fs::path& dir, const std::string& stem) {
 Dataset load_idx_dataset(const fs::path& dir, const std::string& split) {
   if (!fs::is_directory(dir)) {
     throw Error(fmt::format(
-        "--data {}: no such directory. The Fashion-MNIST files are installed by "
+        "dataset directory {}: no such directory. The Fashion-MNIST files are installed by "
         "'apt-get install dataset-fashion-mnist' (into /usr/share/datasets/fashion-mnist), or "
-        "pass --data DIR with {{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte[.gz]",
+        "pass the dataset directory DIR with {{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte[.gz]",
         dir.string()));
   }
   const fs::path images_path = find_file(dir, split + "-images-idx3-ubyte");

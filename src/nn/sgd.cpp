@@ -7,13 +7,36 @@
 namespace bnorm::nn {
 
 void validate(const SgdOptions& o) {
-  if (!(o.learning_rate > 0)) throw Error(fmt::format("--lr {}; expected > 0", o.learning_rate));
+  if (!(o.learning_rate > 0))
+    throw Error(fmt::format("SgdOptions::learning_rate {}; expected > 0", o.learning_rate));
   if (!(o.momentum >= 0 && o.momentum < 1)) {
-    throw Error(fmt::format("--momentum {}; expected a value in [0, 1)", o.momentum));
+    throw Error(fmt::format("SgdOptions::momentum {}; expected a value in [0, 1)", o.momentum));
   }
   if (!(o.weight_decay >= 0)) {
-    throw Error(fmt::format("--weight-decay {}; expected >= 0", o.weight_decay));
+    throw Error(fmt::format("SgdOptions::weight_decay {}; expected >= 0", o.weight_decay));
   }
+  std::int64_t previous = 0;
+  for (const LrDrop& d : o.lr_drops) {
+    if (d.step <= previous) {
+      throw Error(
+          fmt::format("SgdOptions::lr_drops step {}; expected steps > 0 and strictly "
+                      "increasing (previous {})",
+                      d.step, previous));
+    }
+    if (!(d.factor > 0)) {
+      throw Error(
+          fmt::format("SgdOptions::lr_drops factor {} at step {}; expected > 0", d.factor, d.step));
+    }
+    previous = d.step;
+  }
+}
+
+double learning_rate_at(const SgdOptions& o, std::int64_t step) {
+  double lr = o.learning_rate;
+  for (const LrDrop& d : o.lr_drops) {
+    if (d.step <= step) lr *= d.factor;
+  }
+  return lr;
 }
 
 template <class T>
@@ -28,8 +51,8 @@ Sgd<T>::Sgd(const SgdOptions& options, const std::vector<Parameter<T>>& paramete
 }
 
 template <class T>
-void Sgd<T>::step() {
-  const T lr = static_cast<T>(options_.learning_rate);
+void Sgd<T>::step(double learning_rate) {
+  const T lr = static_cast<T>(learning_rate);
   const T mu = static_cast<T>(options_.momentum);
   const T wd = static_cast<T>(options_.weight_decay);
   for (std::size_t k = 0; k < parameters_.size(); ++k) {

@@ -47,20 +47,20 @@ Trainer::Trainer(const TrainConfig& config, const Dataset& train, const Communic
   if (config.model.bn != BnPlacement::kNone) {
     if (vb > 0 && local % vb != 0) {
       throw Error(
-          fmt::format("--virtual-batch {} with --batch {} ({} examples in this "
-                      "process); expected the virtual batch to divide it",
+          fmt::format("BatchNormLayerOptions::virtual_batch {} with TrainConfig::batch {} ({} "
+                      "examples in this process); expected the virtual batch to divide it",
                       vb, config.batch, local));
     }
     if (!config.sync_bn && local < 2) {
       throw Error(
-          fmt::format("--batch {} with batch norm ({} examples in this process); "
+          fmt::format("TrainConfig::batch {} with batch norm ({} examples in this process); "
                       "expected at least 2 per process for batch statistics",
                       config.batch, local));
     }
   }
   if (config.batch < comm.size()) {
     throw Error(
-        fmt::format("--batch {} with {} processes; expected a batch of at least one "
+        fmt::format("TrainConfig::batch {} with {} processes; expected a batch of at least one "
                     "example per process",
                     config.batch, comm.size()));
   }
@@ -74,6 +74,7 @@ double Trainer::step() {
                        static_cast<std::size_t>(shard.end - shard.begin)),
          x_, labels_);
   preprocess(config_, x_);
+  mlp_.net.begin_step(step_, shard.begin);
   const Tensor<float>& logits = mlp_.net.forward(x_, Mode::kTraining);
   // Normalized by the global batch, so that summing over ranks gives the global mean's gradient.
   double loss = softmax_cross_entropy(logits, labels_, config_.batch, &dlogits_);
@@ -94,17 +95,19 @@ double Trainer::step() {
     }
     loss = reduce_buffer_.back();
   }
-  sgd_.step();
+  sgd_.step(learning_rate_at(config_.sgd, step_));
   ++step_;
   return loss;
 }
 
 Evaluation Trainer::evaluate(const Dataset& data, std::int64_t limit, std::int64_t tracked_unit) {
   const std::int64_t n = limit > 0 ? std::min(limit, data.size()) : data.size();
-  const std::int64_t width = config_.model.hidden.back();
+  const std::int64_t width = tracked_width();
   if (tracked_unit < 0 || tracked_unit >= width) {
-    throw Error(fmt::format("--track-unit {}; expected [0, {}) (the last hidden layer's width)",
-                            tracked_unit, width));
+    throw Error(
+        fmt::format("Trainer::evaluate: tracked_unit {}; expected [0, {}) (the values "
+                    "per example of the last hidden activation's input)",
+                    tracked_unit, width));
   }
   // Chunks bound the activation memory; the result does not depend on the chunk size.
   constexpr std::int64_t kChunk = 1000;

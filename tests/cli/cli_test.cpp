@@ -36,8 +36,8 @@ TEST(CliTrain, CompareWritesTableCsvJsonAndPlots) {
   EXPECT_GT(fs::file_size(out / "accuracy.png"), 1000u);
   for (const char* run : {"bn-none_lr-0.5", "bn-before_lr-0.5", "bn-after_lr-0.5"}) {
     const fs::path dir = out / run;
-    EXPECT_EQ(slurp(dir / "metrics.csv").substr(0, 42),
-              "step,train_loss,test_accuracy,p15,p50,p85\n");
+    EXPECT_EQ(slurp(dir / "metrics.csv").substr(0, 52),
+              "step,train_loss,test_accuracy,p15,p50,p85,test_loss\n");
     EXPECT_GT(fs::file_size(dir / "percentiles.png"), 1000u);
     const auto json = nlohmann::json::parse(slurp(dir / "run.json"));
     EXPECT_EQ(json["config"]["steps"], 30);
@@ -134,6 +134,13 @@ TEST(CliTrain, BadFlagsGiveCli11sMessageAndExitCode2) {
       {"train --hidden 100,0", "--hidden width 0"},
       {"train --virtual-batch 7", "--virtual-batch 7"},
       {"train --track-unit 40", "--track-unit 40"},
+      {"train --arch c0", "--arch 'c0'"},
+      {"train --arch c4,f8,p", "--arch 'c4,f8,p'"},
+      {"train --lr-drop 5", "--lr-drop '5'; expected STEP:FACTOR"},
+      {"train --lr-drop 5:0", "--lr-drop factor 0"},
+      {"train --lr-drop 9:0.1,3:0.1", "--lr-drop step 3"},
+      {"train --dropout 1.5", "--dropout"},
+      {"train --activation elu --bn-scale-bias maybe", "--bn-scale-bias"},
   };
   for (const auto& [args, needle] : cases) {
     const std::string steps = contains(args, "--steps") ? "" : " --steps 2";
@@ -144,6 +151,75 @@ TEST(CliTrain, BadFlagsGiveCli11sMessageAndExitCode2) {
     EXPECT_FALSE(fs::exists(out / "o"))
         << args << ": output written for a run that could not start";
   }
+}
+
+// A CNN with BN, dropout, an lr drop and several seeds: per-seed runs, the mean curve per
+// configuration, mean and spread in the summary.
+TEST(CliCnn, CompareOverSeedsWritesMeanAndSpread) {
+  const fs::path out = fresh_dir("cnn_seeds");
+  const Result r = run_train(
+      "compare --arch c4,p,f16 --activation relu --bn none,after --bn-scale-bias false --dropout "
+      "0.2 --lr 0.05 --momentum 0.9 --lr-drop 10:0.1 --seeds 1,2 --steps 15 --eval-every 5" +
+      kTiny + " --out " + out.string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "configuration")) << r.output;
+  for (const char* config : {"bn-none_lr-0.05", "bn-after_lr-0.05"}) {
+    for (const char* seed : {"seed-1", "seed-2"}) {
+      const auto json = nlohmann::json::parse(slurp(out / config / seed / "run.json"));
+      EXPECT_EQ(json["config"]["arch"], "c4,p,f16");
+      EXPECT_EQ(json["config"]["dropout"], 0.2);
+      EXPECT_EQ(json["config"]["lr_drop"][0], "10:0.1");
+      EXPECT_EQ(json["config"]["bn_scale_bias"], false);
+    }
+    EXPECT_EQ(slurp(out / config / "mean.csv").substr(0, 52),
+              "step,train_loss,test_accuracy,p15,p50,p85,test_loss\n");
+  }
+  // Different seeds, different runs.
+  EXPECT_NE(slurp(out / "bn-after_lr-0.05" / "seed-1" / "metrics.csv"),
+            slurp(out / "bn-after_lr-0.05" / "seed-2" / "metrics.csv"));
+  EXPECT_GT(fs::file_size(out / "accuracy.png"), 1000u);
+  expect_no_partial_files(out);
+}
+
+TEST(CliCnn, ResumeWithDropoutAndLrDropContinuesBitwiseIdentically) {
+  const fs::path straight = fresh_dir("cnn_straight");
+  const fs::path split = fresh_dir("cnn_split");
+  const std::string common =
+      " train --arch c4,p,c4,f16 --activation elu --bn before --dropout 0.5 --momentum 0.9 "
+      "--lr 0.05 --lr-drop 12:0.1,30:0.5 --eval-every 5 --checkpoint-every 7 --no-plots" +
+      kTiny;
+  ASSERT_EQ(run_train(common + " --steps 40 --out " + straight.string()).code, 0);
+  ASSERT_EQ(run_train(common + " --steps 19 --out " + split.string()).code, 0);
+  const Result second = run_train(common + " --steps 40 --resume --out " + split.string());
+  ASSERT_EQ(second.code, 0) << second.output;
+  EXPECT_EQ(slurp(straight / "checkpoint.safetensors"), slurp(split / "checkpoint.safetensors"));
+  EXPECT_EQ(slurp(straight / "metrics.csv"), slurp(split / "metrics.csv"));
+  // Another thread count: the same bits (the engine's results do not depend on it).
+  const fs::path two = fresh_dir("cnn_two_threads");
+  std::string with_two = common;
+  with_two.replace(with_two.find("--threads 1"), 11, "--threads 2");
+  ASSERT_EQ(run_train(with_two + " --steps 40 --out " + two.string()).code, 0);
+  EXPECT_EQ(slurp(straight / "checkpoint.safetensors"), slurp(two / "checkpoint.safetensors"));
+}
+
+TEST(CliStudy, CaffenetWritesTheTablesWithThePublishedFigures) {
+  const fs::path out = fresh_dir("study");
+  const Result r = run_train(
+      "study caffenet --arch c4,p,f8 --steps 6 --eval-every 3 --seeds 1,2 "
+      "--batch 20 --threads 1 --tables placement,dropout --data " +
+      kData.string() + "/tiny --out " + out.string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::string md = slurp(out / "summary.md");
+  for (const char* needle :
+       {"## BN placement (ReLU)", "| relu_bn-before-sb |", "0.478 | 2.33", "| relu_bn-after |",
+        "0.499 | 2.21", "relu_bn-after − relu_bn-before | +0.0250", "## Dropout", "| 0.5 |"}) {
+    EXPECT_TRUE(contains(md, needle)) << needle << "\n" << md;
+  }
+  EXPECT_FALSE(contains(md, "## Activations"));
+  EXPECT_TRUE(fs::exists(out / "relu_bn-after-sb" / "seed-2" / "metrics.csv"));
+  EXPECT_TRUE(fs::exists(out / "relu_bn-after_dropout-0.2" / "mean.csv"));
+  EXPECT_GT(fs::file_size(out / "accuracy-placement.png"), 1000u);
+  expect_no_partial_files(out);
 }
 
 }  // namespace

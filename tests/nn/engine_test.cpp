@@ -8,11 +8,14 @@
 #include <set>
 
 #include "bnorm/error.hpp"
+#include "bnorm/nn/arch.hpp"
 #include "bnorm/nn/batch_norm_layer.hpp"
 #include "bnorm/nn/batcher.hpp"
 #include "bnorm/nn/dense.hpp"
+#include "bnorm/nn/idx.hpp"
 #include "bnorm/nn/loss.hpp"
 #include "bnorm/nn/metrics.hpp"
+#include "bnorm/nn/mlp.hpp"
 #include "bnorm/nn/sgd.hpp"
 #include "gradcheck.hpp"
 
@@ -22,7 +25,7 @@ namespace {
 TEST(NnSgd, MomentumAndWeightDecayFollowTheFormula) {
   std::vector<double> w{1.0, -2.0}, g{0.5, 0.25};
   Parameter<double> p{"w", {2}, w, g};
-  Sgd<double> sgd({0.1, 0.9, 0.01}, {p});
+  Sgd<double> sgd({0.1, 0.9, 0.01, {}}, {p});
   double v0 = 0, v1 = 0, w0 = 1.0, w1 = -2.0;
   for (int step = 0; step < 3; ++step) {
     sgd.step();
@@ -36,13 +39,74 @@ TEST(NnSgd, MomentumAndWeightDecayFollowTheFormula) {
   EXPECT_DOUBLE_EQ(sgd.state()[0].value[0], v0);
 }
 
-TEST(NnSgd, RejectsBadOptionsNamingTheFlag) {
-  EXPECT_THROW(validate(SgdOptions{0.0, 0, 0}), Error);
+TEST(NnSgd, LearningRateDropsMultiplyFromTheirStepOn) {
+  SgdOptions o{0.1, 0.9, 0, {{100, 0.1}, {150, 0.5}}};
+  validate(o);
+  EXPECT_DOUBLE_EQ(learning_rate_at(o, 0), 0.1);
+  EXPECT_DOUBLE_EQ(learning_rate_at(o, 99), 0.1);
+  EXPECT_DOUBLE_EQ(learning_rate_at(o, 100), 0.1 * 0.1);
+  EXPECT_DOUBLE_EQ(learning_rate_at(o, 149), 0.1 * 0.1);
+  EXPECT_DOUBLE_EQ(learning_rate_at(o, 150), 0.1 * 0.1 * 0.5);
+  // The step taken is the one of the rate given: plain SGD, w -= lr * g.
+  std::vector<double> w{1.0}, g{2.0};
+  Parameter<double> p{"w", {1}, w, g};
+  Sgd<double> sgd({0.1, 0, 0, {}}, {p});
+  sgd.step(0.01);
+  EXPECT_DOUBLE_EQ(w[0], 1.0 - 0.01 * 2.0);
+  for (const SgdOptions& bad :
+       {SgdOptions{0.1, 0, 0, {{0, 0.1}}}, SgdOptions{0.1, 0, 0, {{10, 0.1}, {10, 0.1}}},
+        SgdOptions{0.1, 0, 0, {{10, 0.0}}}}) {
+    try {
+      validate(bad);
+      FAIL();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("SgdOptions::lr_drops"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// The engine is a library: its messages name its own fields, never bnorm-train's flags.
+TEST(NnErrors, NameTheLibraryFieldsNotCommandLineFlags) {
+  std::vector<std::string> messages;
+  auto collect = [&](auto&& f) {
+    try {
+      f();
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      messages.emplace_back(e.what());
+    }
+  };
+  BatchNormLayerOptions bad_momentum;
+  bad_momentum.momentum = 2;
+  collect([&] { validate(bad_momentum); });
+  BatchNormLayerOptions bad_virtual;
+  bad_virtual.virtual_batch = -1;
+  collect([&] { validate(bad_virtual); });
+  collect([] { validate(SgdOptions{-1, 0, 0, {}}); });
+  collect([] { validate(SgdOptions{0.1, 0, -1, {}}); });
+  collect([] { Batcher b(10, 0, 1); });
+  collect([] { (void)parse_bn_placement("sideways"); });
+  collect([] {
+    Rng rng(1);
+    MlpSpec spec;
+    spec.hidden = {};
+    (void)build_mlp<float>(spec, rng);
+  });
+  collect([] { (void)parse_arch("c16,x"); });
+  collect([] { (void)load_idx_dataset("/nonexistent/bnorm", "train"); });
+  ASSERT_EQ(messages.size(), 9U);
+  for (const auto& m : messages) EXPECT_EQ(m.find("--"), std::string::npos) << m;
+  EXPECT_NE(messages[0].find("BatchNormLayerOptions::momentum 2"), std::string::npos);
+  EXPECT_NE(messages[2].find("SgdOptions::learning_rate -1"), std::string::npos);
+}
+
+TEST(NnSgd, RejectsBadOptionsNamingTheField) {
+  EXPECT_THROW(validate(SgdOptions{0.0, 0, 0, {}}), Error);
   try {
-    validate(SgdOptions{0.1, 1.0, 0});
+    validate(SgdOptions{0.1, 1.0, 0, {}});
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--momentum 1; expected a value in [0, 1)"),
+    EXPECT_NE(std::string(e.what()).find("SgdOptions::momentum 1; expected a value in [0, 1)"),
               std::string::npos)
         << e.what();
   }
@@ -50,7 +114,7 @@ TEST(NnSgd, RejectsBadOptionsNamingTheFlag) {
 
 TEST(NnBatchNorm, MovingStatisticsUseKerasMomentumAndBiasedVariance) {
   Rng rng(11);
-  BatchNormOptions o;
+  BatchNormLayerOptions o;
   o.momentum = 0.9;
   BatchNormLayer<double> bn(3, o);
   const Tensor<double> x = testing::random_tensor(5, 3, rng, 2.0, 1.0);
@@ -86,7 +150,7 @@ TEST(NnBatchNorm, RenormWithUnitClipsIsBatchNorm) {
   // rmax = 1, dmax = 0 force r = 1, d = 0: batch renormalization is then exactly BN.
   Rng rng(12);
   const Tensor<double> x = testing::random_tensor(8, 4, rng, 3.0, -2.0);
-  BatchNormOptions plain, renorm;
+  BatchNormLayerOptions plain, renorm;
   renorm.renorm = true;
   renorm.renorm_rmax = 1;
   renorm.renorm_dmax = 0;
@@ -110,7 +174,7 @@ TEST(NnBatchNorm, RenormWithUnitClipsIsBatchNorm) {
 }
 
 TEST(NnBatchNorm, RejectsVirtualBatchThatDoesNotDivideTheBatch) {
-  BatchNormOptions o;
+  BatchNormLayerOptions o;
   o.virtual_batch = 4;
   BatchNormLayer<float> bn(2, o);
   Tensor<float> x(6, 2), y;
@@ -118,7 +182,7 @@ TEST(NnBatchNorm, RejectsVirtualBatchThatDoesNotDivideTheBatch) {
     bn.forward(x, y, Mode::kTraining);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--virtual-batch 4"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("virtual_batch 4"), std::string::npos) << e.what();
   }
 }
 

@@ -102,7 +102,7 @@ TEST(NnIdx, MissingDataSaysHowToGetIt) {
       const std::string m = e.what();
       EXPECT_NE(m.find(dir.string()), std::string::npos) << m;
       EXPECT_NE(m.find("apt-get install dataset-fashion-mnist"), std::string::npos) << m;
-      EXPECT_NE(m.find("--data DIR"), std::string::npos) << m;
+      EXPECT_NE(m.find("dataset directory DIR"), std::string::npos) << m;
     }
   }
 }

@@ -79,7 +79,7 @@ TEST(NnGradient, BatchNormTraining) {
 
 TEST(NnGradient, BatchNormVirtualBatches) {
   Rng rng(4);
-  BatchNormOptions o;
+  BatchNormLayerOptions o;
   o.virtual_batch = 4;
   BatchNormLayer<double> bn(5, o);
   for (double& g : bn.gamma()) g = 0.5 + rng.uniform();
@@ -93,7 +93,7 @@ TEST(NnGradient, BatchRenormWithClippedCorrection) {
   // function backward differentiates. momentum 1 keeps those statistics fixed across the repeated
   // forwards.
   Rng rng(5);
-  BatchNormOptions o;
+  BatchNormLayerOptions o;
   o.renorm = true;
   o.renorm_rmax = 1.5;
   o.renorm_dmax = 0.5;

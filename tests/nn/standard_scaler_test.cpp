@@ -177,7 +177,7 @@ TEST(NnStandardScaler, FitOnADatasetIsTheFitOfItsGatheredImages) {
 TrainConfig small_config() {
   TrainConfig c;
   c.model.hidden = {32, 16};
-  c.sgd = {0.2, 0.0, 0.0};
+  c.sgd = {0.2, 0.0, 0.0, {}};
   c.batch = 24;
   c.seed = 9;
   return c;

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "bnorm/error.hpp"
+#include "bnorm/nn/arch.hpp"
 #include "bnorm/nn/trainer.hpp"
 
 namespace bnorm::nn {
@@ -22,9 +23,22 @@ TrainConfig small_config(BnPlacement bn) {
   TrainConfig c;
   c.model.hidden = {32, 16};
   c.model.bn = bn;
-  c.sgd = {0.2, 0.9, 1e-4};  // momentum: the optimizer state must round-trip too
+  c.sgd = {0.2, 0.9, 1e-4, {}};  // momentum: the optimizer state must round-trip too
   c.batch = 24;
   c.seed = 9;
+  return c;
+}
+
+// A small CNN with dropout and an lr drop: the random masks and the schedule must follow the
+// step and the global example index through resume and data parallelism.
+TrainConfig cnn_config(BnPlacement bn) {
+  TrainConfig c = small_config(bn);
+  c.model.arch = parse_arch("c4,p,f16");
+  c.model.image = {28, 28, 1};
+  c.model.dropout = 0.3;
+  c.model.activation = ActivationKind::kRelu;
+  c.model.init = {Init::Kind::kGlorotUniform, 0};
+  c.sgd = {0.05, 0.9, 1e-4, {{20, 0.5}}};
   return c;
 }
 
@@ -50,15 +64,17 @@ TEST(NnTrainer, ResumedTrainingIsBitwiseIdentical) {
   const Dataset train = load_idx_dataset(kTiny, "train");
   const LocalCommunicator comm;
   const fs::path ckpt = temp_dir("resume") / "ckpt.safetensors";
-  for (BnPlacement bn : {BnPlacement::kNone, BnPlacement::kBefore}) {
-    Trainer straight(small_config(bn), train, comm);
+  for (const TrainConfig& config :
+       {small_config(BnPlacement::kNone), small_config(BnPlacement::kBefore),
+        cnn_config(BnPlacement::kAfter)}) {
+    Trainer straight(config, train, comm);
     // 17 steps: the checkpoint falls in the middle of an epoch (300 examples / 24).
     for (int i = 0; i < 17; ++i) (void)straight.step();
     straight.save_checkpoint(ckpt, {{"note", "test"}});
     std::vector<double> losses;
     for (int i = 0; i < 13; ++i) losses.push_back(straight.step());
 
-    Trainer resumed(small_config(bn), train, comm);
+    Trainer resumed(config, train, comm);
     const auto meta = resumed.load_checkpoint(ckpt);
     EXPECT_EQ(meta.at("note"), "test");
     EXPECT_EQ(resumed.steps_done(), 17);
@@ -131,38 +147,41 @@ class ThreadGroup {
 
 TEST(NnTrainer, DataParallelWithSyncBnMatchesOneProcess) {
   const Dataset train = load_idx_dataset(kTiny, "train");
-  TrainConfig config = small_config(BnPlacement::kBefore);
-  config.sync_bn = true;
-  const LocalCommunicator local;
-  Trainer single(config, train, local);
-  std::vector<double> single_losses;
-  for (int i = 0; i < 40; ++i) single_losses.push_back(single.step());
+  for (TrainConfig config :
+       {small_config(BnPlacement::kBefore), cnn_config(BnPlacement::kBefore)}) {
+    config.sync_bn = true;
+    const LocalCommunicator local;
+    Trainer single(config, train, local);
+    std::vector<double> single_losses;
+    for (int i = 0; i < 40; ++i) single_losses.push_back(single.step());
 
-  constexpr int kRanks = 3;  // 24 / 3 = 8 examples per rank
-  ThreadGroup group(kRanks);
-  std::vector<std::vector<float>> params(kRanks);
-  std::vector<std::vector<double>> losses(kRanks);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < kRanks; ++r) {
-    threads.emplace_back([&, r] {
-      ThreadGroup::Member comm(group, r);
-      Trainer t(config, train, comm);
-      for (int i = 0; i < 40; ++i) losses[static_cast<std::size_t>(r)].push_back(t.step());
-      params[static_cast<std::size_t>(r)] = snapshot(t);
-    });
-  }
-  for (auto& t : threads) t.join();
-  const auto want = snapshot(single);
-  for (int r = 0; r < kRanks; ++r) {
-    // Every rank holds identical parameters (same reduced gradients, same SGD step)...
-    EXPECT_EQ(params[static_cast<std::size_t>(r)], params[0]);
-    // ...equal to one process's up to fp32 rounding of the differently ordered sums.
-    for (std::size_t i = 0; i < want.size(); ++i) {
-      ASSERT_NEAR(params[static_cast<std::size_t>(r)][i], want[i], 1e-4 + 1e-3 * std::abs(want[i]))
-          << "rank " << r << " value " << i;
+    constexpr int kRanks = 3;  // 24 / 3 = 8 examples per rank
+    ThreadGroup group(kRanks);
+    std::vector<std::vector<float>> params(kRanks);
+    std::vector<std::vector<double>> losses(kRanks);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < kRanks; ++r) {
+      threads.emplace_back([&, r] {
+        ThreadGroup::Member comm(group, r);
+        Trainer t(config, train, comm);
+        for (int i = 0; i < 40; ++i) losses[static_cast<std::size_t>(r)].push_back(t.step());
+        params[static_cast<std::size_t>(r)] = snapshot(t);
+      });
     }
-    for (std::size_t i = 0; i < single_losses.size(); ++i) {
-      EXPECT_NEAR(losses[static_cast<std::size_t>(r)][i], single_losses[i], 1e-4);
+    for (auto& t : threads) t.join();
+    const auto want = snapshot(single);
+    for (int r = 0; r < kRanks; ++r) {
+      // Every rank holds identical parameters (same reduced gradients, same SGD step)...
+      EXPECT_EQ(params[static_cast<std::size_t>(r)], params[0]);
+      // ...equal to one process's up to fp32 rounding of the differently ordered sums.
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        ASSERT_NEAR(params[static_cast<std::size_t>(r)][i], want[i],
+                    1e-4 + 1e-3 * std::abs(want[i]))
+            << "rank " << r << " value " << i;
+      }
+      for (std::size_t i = 0; i < single_losses.size(); ++i) {
+        EXPECT_NEAR(losses[static_cast<std::size_t>(r)][i], single_losses[i], 1e-4);
+      }
     }
   }
 }

@@ -1,5 +1,6 @@
-// bnorm-train: train the paper's MLP with and without batch norm on Fashion-MNIST (or any IDX
-// image set), and compare runs. Arguments, output and files only: the math is in bnorm::nn.
+// bnorm-train: train the paper's MLP or a small CNN with and without batch norm on Fashion-MNIST
+// (or any IDX image set), compare runs over seeds, and run the caffenet BN study. Arguments, output
+// and files only: the math is in bnorm::nn.
 #include <omp.h>
 
 #include <cstdio>
@@ -19,11 +20,15 @@
 #include "bnorm/mpi.hpp"
 #endif
 #include "bnorm/io.hpp"
+#include "flag_names.hpp"
+#include "flags.hpp"
 #include "inputs.hpp"
 #include "options.hpp"
 #include "plots.hpp"
 #include "progress.hpp"
 #include "run.hpp"
+#include "seeds.hpp"
+#include "study.hpp"
 
 namespace bt = bnorm::train;
 namespace nn = bnorm::nn;
@@ -33,196 +38,45 @@ namespace {
 
 constexpr int kBadInput = 2;
 
-// Flags shared by `train` and `compare`, in their command-line form.
-struct Flags {
-  std::vector<std::int64_t> hidden{100, 100, 100};
-  std::string activation = "sigmoid";
-  std::vector<std::string> bn;
-  std::vector<double> lr;
-  std::vector<std::string> inputs{"raw"};
-  std::int64_t steps = 50000;
-  std::int64_t batch = 60;
-  double momentum = 0;
-  double weight_decay = 0;
-  std::string init = "gaussian";
-  double init_std = 0.01;
-  std::uint64_t seed = 1;
-  std::int64_t eval_every = 100;
-  std::int64_t eval_limit = 0;
-  std::int64_t track_unit = 0;
-  std::string data = "/usr/share/datasets/fashion-mnist";
-  std::string out;
-  // One thread by default: a step of the paper's network (batch 60) is a few small GEMMs that
-  // do not pay for a thread team (measured: 2 threads were slower on 2 cores, as for PyTorch).
-  int threads = 1;
-  double bn_momentum = 0.99;
-  double bn_epsilon = 1e-3;
-  bool renorm = false;
-  double renorm_rmax = 3;
-  double renorm_dmax = 5;
-  std::int64_t virtual_batch = 0;
-  std::int64_t checkpoint_every = 0;
-  bool resume = false;
-  bool sync_bn = false;
-  std::string progress = "auto";
-  bool plots = true;
-};
-
-void add_flags(CLI::App& app, Flags& f, bool compare) {
-  app.add_option("--hidden", f.hidden, "hidden layer widths")
-      ->delimiter(',')
-      ->capture_default_str();
-  app.add_option("--activation", f.activation, "hidden activation")
-      ->check(CLI::IsMember({"sigmoid", "relu", "tanh"}))
-      ->capture_default_str();
-  if (compare) {
-    f.bn = {"none", "before"};
-    f.lr = {0.5};
-    app.add_option("--bn", f.bn, "BN placements to compare (comma-separated)")
-        ->delimiter(',')
-        ->check(CLI::IsMember({"none", "before", "after"}))
-        ->capture_default_str();
-    app.add_option("--lr", f.lr, "learning rates to compare (comma-separated)")
-        ->delimiter(',')
-        ->check(CLI::PositiveNumber)
-        ->capture_default_str();
-    app.add_option("--inputs", f.inputs,
-                   "inputs to compare: raw pixels, or standardized per pixel on the training set")
-        ->delimiter(',')
-        ->check(CLI::IsMember({"raw", "standardize"}))
-        ->capture_default_str();
-  } else {
-    f.bn = {"before"};
-    f.lr = {0.5};
-    app.add_option("--bn", f.bn[0], "batch norm before or after the activation, or none")
-        ->check(CLI::IsMember({"none", "before", "after"}))
-        ->capture_default_str();
-    app.add_option("--lr", f.lr[0], "learning rate")
-        ->check(CLI::PositiveNumber)
-        ->capture_default_str();
-    app.add_option("--inputs", f.inputs[0], "raw pixels, or standardized per pixel")
-        ->check(CLI::IsMember({"raw", "standardize"}))
-        ->capture_default_str();
-  }
-  app.add_option("--steps", f.steps, "training steps (the paper: 50000)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app.add_option("--batch", f.batch, "global batch size")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app.add_option("--momentum", f.momentum, "SGD momentum")
-      ->check(CLI::Range(0.0, 0.999999))
-      ->capture_default_str();
-  app.add_option("--weight-decay", f.weight_decay, "L2 weight decay")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app.add_option("--init", f.init, "weight initialization")
-      ->check(CLI::IsMember({"gaussian", "glorot"}))
-      ->capture_default_str();
-  app.add_option("--init-std", f.init_std, "std of the Gaussian initial weights")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app.add_option("--seed", f.seed, "seed of initialization and data order")->capture_default_str();
-  app.add_option("--eval-every", f.eval_every, "steps between test evaluations")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app.add_option("--eval-limit", f.eval_limit, "evaluate on the first N test images (0: all)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app.add_option("--track-unit", f.track_unit,
-                 "last-hidden-layer unit whose input percentiles are logged")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app.add_option("--data", f.data,
-                 "directory with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]")
-      ->capture_default_str();
-  app.add_option("--out", f.out, "output directory")->capture_default_str();
-  app.add_option("--threads", f.threads, "OpenMP and Eigen threads (0: all cores)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app.add_option("--bn-momentum", f.bn_momentum, "moving-average momentum (Keras convention)")
-      ->check(CLI::Range(0.0, 1.0))
-      ->capture_default_str();
-  app.add_option("--bn-epsilon", f.bn_epsilon, "BN epsilon")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app.add_flag("--renorm", f.renorm, "batch renormalization");
-  app.add_option("--renorm-rmax", f.renorm_rmax, "renorm r clip")
-      ->check(CLI::Range(1.0, 1e30))
-      ->capture_default_str();
-  app.add_option("--renorm-dmax", f.renorm_dmax, "renorm d clip")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app.add_option("--virtual-batch", f.virtual_batch, "ghost batch size (0: off)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app.add_option("--checkpoint-every", f.checkpoint_every, "steps between checkpoints (0: off)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app.add_flag("--resume", f.resume, "continue from <out>/checkpoint.safetensors");
-  app.add_flag("--sync-bn", f.sync_bn, "synchronized BN statistics across processes (mpiexec)");
-  app.add_option("--progress", f.progress, "progress display")
-      ->check(CLI::IsMember({"auto", "bar", "lines", "none"}))
-      ->capture_default_str();
-  app.add_flag("!--no-plots", f.plots, "skip the gnuplot PNGs");
+// OpenMP threads run the engine's per-example loops (Conv2d, MaxPool2d, Dropout) and the BN
+// kernels, whose results do not depend on the thread count. Eigen's own GEMM threading does:
+// it re-derives its k-blocking from the thread count (Eigen 3.4 initParallel), which changes the
+// summation order (measured: a 2-thread run's checkpoint differed from a 1-thread run's), so
+// Eigen always runs single-threaded here.
+void set_threads(int threads) {
+  if (threads > 0) omp_set_num_threads(threads);
+  Eigen::setNbThreads(1);
 }
 
 std::string format_lr(double lr) {
   return fmt::format("{}", lr);
 }
 
-bt::RunOptions make_run(const Flags& f, const std::string& bn, double lr, const std::string& inputs,
-                        const fs::path& out, const std::string& name) {
-  bt::RunOptions o;
-  o.name = name;
-  o.inputs = inputs;
-  auto& c = o.config;
-  c.model.hidden = f.hidden;
-  c.model.activation = nn::parse_activation(f.activation);
-  c.model.bn = nn::parse_bn_placement(bn);
-  c.model.bn_options.momentum = f.bn_momentum;
-  c.model.bn_options.epsilon = f.bn_epsilon;
-  c.model.bn_options.renorm = f.renorm;
-  c.model.bn_options.renorm_rmax = f.renorm_rmax;
-  c.model.bn_options.renorm_dmax = f.renorm_dmax;
-  c.model.bn_options.virtual_batch = f.virtual_batch;
-  c.model.init.kind =
-      f.init == "glorot" ? nn::Init::Kind::kGlorotUniform : nn::Init::Kind::kGaussian;
-  c.model.init.std = f.init_std;
-  c.sgd.learning_rate = lr;
-  c.sgd.momentum = f.momentum;
-  c.sgd.weight_decay = f.weight_decay;
-  c.batch = f.batch;
-  c.seed = f.seed;
-  c.sync_bn = f.sync_bn;
-  o.steps = f.steps;
-  o.eval_every = f.eval_every;
-  o.eval_limit = f.eval_limit;
-  o.track_unit = f.track_unit;
-  o.checkpoint_every = f.checkpoint_every;
-  o.resume = f.resume;
-  o.out = out;
-  nn::validate(c.model.bn_options);
-  nn::validate(c.sgd);
-  return o;
-}
-
-void set_threads(int threads) {
-  if (threads > 0) omp_set_num_threads(threads);
-  Eigen::setNbThreads(threads > 0 ? threads : omp_get_max_threads());
-}
-
 std::string table(const std::vector<bt::RunResult>& results) {
-  std::string t =
-      fmt::format("{:<30} {:>7} {:>6} {:>7} {:>9} {:>9} {:>10} {:>22} {:>8}\n", "run", "bn", "lr",
-                  "steps", "test acc", "best acc", "train loss", "p85-p15 start -> end", "steps/s");
+  std::string t = fmt::format("{:<40} {:>7} {:>6} {:>7} {:>9} {:>9} {:>9} {:>10} {:>22} {:>8}\n",
+                              "run", "bn", "lr", "steps", "test acc", "best acc", "test loss",
+                              "train loss", "p85-p15 start -> end", "steps/s");
   for (const auto& r : results) {
     const auto& c = r.options.config;
     t += fmt::format(
-        "{:<30} {:>7} {:>6} {:>7} {:>9.4f} {:>9.4f} {:>10.4f} {:>10.3g} -> {:>8.3g} {:>8.0f}\n",
+        "{:<40} {:>7} {:>6} {:>7} {:>9.4f} {:>9.4f} {:>9.4f} {:>10.4f} {:>10.3g} -> {:>8.3g} "
+        "{:>8.0f}\n",
         r.options.name, nn::bn_placement_name(c.model.bn), format_lr(c.sgd.learning_rate),
-        r.last().step, r.last().test_accuracy, r.best_accuracy(), r.last().train_loss,
-        r.spread_start(), r.spread_end(), r.steps_per_second);
+        r.last().step, r.last().test_accuracy, r.best_accuracy(), r.last().test_loss,
+        r.last().train_loss, r.spread_start(), r.spread_end(), r.steps_per_second);
+  }
+  return t;
+}
+
+// One row per configuration: mean ± sample std (and min..max) over its seeds.
+std::string seeds_table(const std::vector<bt::SeedGroup>& groups) {
+  std::string t = fmt::format("\n{:<32} {:>5} {:>18} {:>15} {:>18} {:>18}\n", "configuration",
+                              "seeds", "test acc", "min..max", "test loss", "best acc");
+  for (const auto& g : groups) {
+    const bt::Spread acc = g.final_accuracy();
+    t += fmt::format("{:<32} {:>5} {:>18} {:>15} {:>18} {:>18}\n", g.name, acc.n,
+                     bt::format_spread(acc), fmt::format("{:.4f}..{:.4f}", acc.min, acc.max),
+                     bt::format_spread(g.final_test_loss()), bt::format_spread(g.best_accuracy()));
   }
   return t;
 }
@@ -259,50 +113,87 @@ std::unique_ptr<bnorm::Communicator> make_communicator(int& argc, char**& argv) 
 int g_argc = 0;
 char** g_argv = nullptr;
 
-int run(const Flags& f, bool compare) {
+bt::ProgressMode progress_mode(const std::string& name) {
+  return name == "bar"     ? bt::ProgressMode::kBar
+         : name == "lines" ? bt::ProgressMode::kLines
+         : name == "none"  ? bt::ProgressMode::kNone
+                           : bt::ProgressMode::kAuto;
+}
+
+int run(const bt::Flags& f, bt::Command command) {
   set_threads(f.threads);
   auto comm = make_communicator(g_argc, g_argv);
   const bool writer = comm->rank() == 0;
-  const fs::path out =
-      f.out.empty() ? fs::path(compare ? "runs/compare" : "runs/train") : fs::path(f.out);
+  const bool compare = command == bt::Command::kCompare;
+  const fs::path out = f.out.empty() ? fs::path(command == bt::Command::kStudy ? "runs/caffenet"
+                                                : compare                      ? "runs/compare"
+                                                                               : "runs/train")
+                                     : fs::path(f.out);
+  const std::vector<std::uint64_t> seeds = f.seed_list();
+  const bool several = seeds.size() > 1;
+  // Validate before any work: the flags first (make_run checks every run), then the data.
   std::vector<bt::RunOptions> runs;
-  for (double lr : f.lr) {
-    for (const auto& bn : f.bn) {
-      for (const auto& inputs : f.inputs) {
-        const std::string name =
-            fmt::format("bn-{}_lr-{}{}", bn, format_lr(lr), bt::inputs_suffix(inputs));
-        runs.push_back(make_run(f, bn, lr, inputs, compare ? out / name : out, name));
+  std::vector<bt::SeedGroup> groups;
+  if (command != bt::Command::kStudy) {
+    for (double lr : f.lr) {
+      for (const auto& bn : f.bn) {
+        for (const auto& inputs : f.inputs) {
+          const std::string name =
+              fmt::format("bn-{}_lr-{}{}", bn, format_lr(lr), bt::inputs_suffix(inputs));
+          groups.push_back({name, {}});
+          for (std::uint64_t seed : seeds) {
+            fs::path dir = compare ? out / name : out;
+            if (several) dir /= fmt::format("seed-{}", seed);
+            runs.push_back(bt::make_run(f, bn, lr, inputs, seed, dir,
+                                        several ? fmt::format("{}_seed-{}", name, seed) : name));
+          }
+        }
       }
     }
+  } else {
+    (void)bt::study_runs(f, out);  // validates the study's flags
   }
-  // Validate before any work: every run's flags were checked by make_run; now the data.
   const fs::path data_dir(f.data);
   const nn::Dataset train = nn::load_idx_dataset(data_dir, "train");
   const nn::Dataset test = nn::load_idx_dataset(data_dir, "t10k");
   bt::attach_input_scalers(runs, train);
   if (writer) {
     fmt::print("bnorm-train: {} training and {} test images from {} ({} threads)\n", train.size(),
-               test.size(), data_dir.string(), Eigen::nbThreads());
+               test.size(), data_dir.string(), omp_get_max_threads());
   }
-  bt::Progress progress(writer ? (f.progress == "bar"     ? bt::ProgressMode::kBar
-                                  : f.progress == "lines" ? bt::ProgressMode::kLines
-                                  : f.progress == "none"  ? bt::ProgressMode::kNone
-                                                          : bt::ProgressMode::kAuto)
-                               : bt::ProgressMode::kNone);
+  bt::Progress progress(writer ? progress_mode(f.progress) : bt::ProgressMode::kNone);
+  if (command == bt::Command::kStudy) {
+    return bt::run_study(f, out, train, test, *comm, progress);
+  }
   std::vector<bt::RunResult> results;
-  for (const auto& o : runs) results.push_back(bt::run_training(o, train, test, *comm, progress));
+  for (auto& o : runs) {
+    bt::fit_to_data(o, train);
+    results.push_back(bt::run_training(o, train, test, *comm, progress));
+  }
   if (!writer) return 0;
 
-  const std::string summary = table(results);
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    groups[i / seeds.size()].runs.push_back(results[i]);
+  }
+  std::string summary = table(results);
+  if (several) summary += seeds_table(groups);
   bnorm::write_file_atomically(out / "summary.txt", summary);
   std::vector<std::string> plots;
   if (f.plots) {
     std::vector<bt::PlotSeries> series;
-    for (const auto& r : results) {
-      const fs::path dir = r.options.out;
-      series.push_back({r.options.name, fs::relative(r.csv, out)});
-      if (bt::plot_percentiles(dir, "percentiles", {r.options.name, "metrics.csv"})) {
-        plots.push_back((dir / "percentiles.png").string());
+    for (const auto& g : groups) {
+      // Several seeds: the mean curve of each configuration (mean.csv beside its seeds).
+      const fs::path group_dir = compare ? out / g.name : out;
+      if (several && bt::write_mean_csv(group_dir / "mean.csv", g)) {
+        series.push_back({g.name + fmt::format(" (mean of {} seeds)", g.runs.size()),
+                          fs::relative(group_dir / "mean.csv", out)});
+      }
+      for (const auto& r : g.runs) {
+        const fs::path dir = r.options.out;
+        if (!several) series.push_back({r.options.name, fs::relative(r.csv, out)});
+        if (bt::plot_percentiles(dir, "percentiles", {r.options.name, "metrics.csv"})) {
+          plots.push_back((dir / "percentiles.png").string());
+        }
       }
     }
     if (bt::plot_accuracy(out, "accuracy", series))
@@ -319,15 +210,25 @@ int run(const Flags& f, bool compare) {
 int main(int argc, char** argv) {
   g_argc = argc;
   g_argv = argv;
-  CLI::App app{"bnorm-train: batch normalization on the paper's MNIST experiment (Fashion-MNIST)"};
+  CLI::App app{
+      "bnorm-train: batch normalization on the paper's MNIST experiment and small CNNs "
+      "(Fashion-MNIST)"};
   app.require_subcommand(1);
-  Flags train_flags, compare_flags;
+  bt::Flags train_flags, compare_flags, study_flags;
   auto* train = app.add_subcommand("train", "train one network");
-  add_flags(*train, train_flags, false);
+  bt::add_flags(*train, train_flags, bt::Command::kTrain);
   auto* compare = app.add_subcommand(
       "compare",
       "train several configurations on the same data order and seed, plot them together");
-  add_flags(*compare, compare_flags, true);
+  bt::add_flags(*compare, compare_flags, bt::Command::kCompare);
+  auto* study = app.add_subcommand("study", "reproduce a published study on Fashion-MNIST");
+  study->require_subcommand(1);
+  auto* caffenet = study->add_subcommand(
+      "caffenet",
+      "caffenet-benchmark's batchnorm.md: BN placement, activations with BN, BN with dropout "
+      "(small CNN, mean and spread over seeds)");
+  bt::study_defaults(study_flags);
+  bt::add_flags(*caffenet, study_flags, bt::Command::kStudy);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -335,10 +236,12 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : kBadInput;
   }
   try {
-    return train->parsed() ? run(train_flags, false) : run(compare_flags, true);
+    if (train->parsed()) return run(train_flags, bt::Command::kTrain);
+    if (compare->parsed()) return run(compare_flags, bt::Command::kCompare);
+    return run(study_flags, bt::Command::kStudy);
   } catch (const bnorm::Error& e) {
     std::fflush(stdout);
-    fmt::print(stderr, "\nbnorm-train: error: {}\n", e.what());
+    fmt::print(stderr, "\nbnorm-train: error: {}\n", bt::in_flag_terms(e.what()));
     return kBadInput;
   } catch (const std::exception& e) {
     std::fflush(stdout);

@@ -1,7 +1,21 @@
 // RunOptions as JSON: for run.json and for checking that a resumed run is the same run.
 #include "options.hpp"
 
+#include <fmt/format.h>
+
+#include "bnorm/nn/arch.hpp"
+
 namespace bnorm::train {
+
+namespace {
+
+nlohmann::json lr_drops(const std::vector<nn::LrDrop>& drops) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& d : drops) j.push_back(fmt::format("{}:{}", d.step, d.factor));
+  return j;
+}
+
+}  // namespace
 
 nlohmann::json fingerprint(const RunOptions& o) {
   const auto& c = o.config;
@@ -9,6 +23,9 @@ nlohmann::json fingerprint(const RunOptions& o) {
   const auto& bn = m.bn_options;
   nlohmann::json j = {
       {"hidden", m.hidden},
+      {"arch", nn::format_arch(m.arch)},
+      {"dropout", m.dropout},
+      {"bn_scale_bias", m.bn_options.center && m.bn_options.scale},
       {"activation", nn::activation_name(m.activation)},
       {"bn", nn::bn_placement_name(m.bn)},
       {"bn_momentum", bn.momentum},
@@ -24,6 +41,7 @@ nlohmann::json fingerprint(const RunOptions& o) {
       {"lr", c.sgd.learning_rate},
       {"momentum", c.sgd.momentum},
       {"weight_decay", c.sgd.weight_decay},
+      {"lr_drop", lr_drops(c.sgd.lr_drops)},
       {"seed", c.seed},
       {"eval_every", o.eval_every},
       {"eval_limit", o.eval_limit},

@@ -56,8 +56,8 @@ double RunResult::best_accuracy() const {
 std::string format_csv(const std::vector<LogRow>& log) {
   std::string text = kCsvHeader;
   for (const auto& r : log) {
-    text += fmt::format("{},{:.6f},{:.6f},{:.6g},{:.6g},{:.6g}\n", r.step, r.train_loss,
-                        r.test_accuracy, r.p15, r.p50, r.p85);
+    text += fmt::format("{},{:.6f},{:.6f},{:.6g},{:.6g},{:.6g},{:.6f}\n", r.step, r.train_loss,
+                        r.test_accuracy, r.p15, r.p50, r.p85, r.test_loss);
   }
   return text;
 }
@@ -74,7 +74,7 @@ std::vector<LogRow> parse_csv(const std::string& text, const std::string& source
   std::vector<LogRow> log;
   for (int n = 2; std::getline(in, line); ++n) {
     LogRow r;
-    std::array<double, 5> v{};
+    std::array<double, 6> v{};
     char* p = line.data();
     char* end = nullptr;
     r.step = std::strtoll(p, &end, 10);
@@ -84,12 +84,13 @@ std::vector<LogRow> parse_csv(const std::string& text, const std::string& source
       v[k] = std::strtod(p, &end);
       ok = end != p && (*end == ',' || (k + 1 == v.size() && *end == '\0'));
     }
-    if (!ok) throw Error(fmt::format("{}: line {}: expected 6 numbers, got '{}'", source, n, line));
+    if (!ok) throw Error(fmt::format("{}: line {}: expected 7 numbers, got '{}'", source, n, line));
     r.train_loss = v[0];
     r.test_accuracy = v[1];
     r.p15 = v[2];
     r.p50 = v[3];
     r.p85 = v[4];
+    r.test_loss = v[5];
     log.push_back(r);
   }
   return log;
@@ -102,14 +103,15 @@ RunResult run_training(const RunOptions& o, const nn::Dataset& train, const nn::
   if (o.checkpoint_every < 0) {
     throw Error(fmt::format("--checkpoint-every {}; expected >= 0 (0: off)", o.checkpoint_every));
   }
-  const auto& hidden = o.config.model.hidden;
-  if (!hidden.empty() && (o.track_unit < 0 || o.track_unit >= hidden.back())) {
-    throw Error(fmt::format("--track-unit {}; expected [0, {}) (the last hidden layer's width)",
-                            o.track_unit, hidden.back()));
-  }
   const auto start = Clock::now();
   const bool writer = comm.rank() == 0;
   nn::Trainer trainer(o.config, train, comm);
+  if (o.track_unit < 0 || o.track_unit >= trainer.tracked_width()) {
+    throw Error(
+        fmt::format("--track-unit {}; expected [0, {}) (the values per example of the "
+                    "last hidden activation's input)",
+                    o.track_unit, trainer.tracked_width()));
+  }
   const fs::path checkpoint = o.out / kCheckpointName;
   RunResult result;
   result.options = o;
@@ -147,7 +149,7 @@ RunResult run_training(const RunOptions& o, const nn::Dataset& train, const nn::
 
   auto evaluate = [&](double train_loss) {
     const nn::Evaluation e = trainer.evaluate(test, o.eval_limit, o.track_unit);
-    return LogRow{trainer.steps_done(), train_loss, e.accuracy, e.p15, e.p50, e.p85};
+    return LogRow{trainer.steps_done(), train_loss, e.accuracy, e.p15, e.p50, e.p85, e.loss};
   };
   if (log.empty() && writer) {
     log.push_back(evaluate(std::nan("")));
@@ -210,6 +212,7 @@ RunResult run_training(const RunOptions& o, const nn::Dataset& train, const nn::
           {"final_test_accuracy", result.last().test_accuracy},
           {"best_test_accuracy", result.best_accuracy()},
           {"final_train_loss", result.last().train_loss},
+          {"final_test_loss", result.last().test_loss},
           {"evaluated_examples",
            o.eval_limit > 0 ? std::min(o.eval_limit, test.size()) : test.size()},
           {"tracked_input_spread_start", result.spread_start()},

@@ -18,6 +18,7 @@ struct LogRow {
   double train_loss = 0;  // mean batch loss since the previous row (NaN at step 0)
   double test_accuracy = 0;
   double p15 = 0, p50 = 0, p85 = 0;
+  double test_loss = 0;  // mean log loss (softmax cross-entropy) on the evaluated test images
 };
 
 struct RunResult {
@@ -34,7 +35,7 @@ struct RunResult {
   [[nodiscard]] double spread_end() const { return last().p85 - last().p15; }
 };
 
-inline constexpr const char* kCsvHeader = "step,train_loss,test_accuracy,p15,p50,p85\n";
+inline constexpr const char* kCsvHeader = "step,train_loss,test_accuracy,p15,p50,p85,test_loss\n";
 inline constexpr const char* kCheckpointName = "checkpoint.safetensors";
 
 // Trains per `options` and writes into options.out: metrics.csv (rewritten atomically at every

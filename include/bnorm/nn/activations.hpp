@@ -1,4 +1,4 @@
-// Elementwise activations: sigmoid, relu, tanh.
+// Elementwise activations: sigmoid, relu, tanh, elu. y takes x's shape (any rank).
 #pragma once
 
 #include <string_view>
@@ -7,13 +7,15 @@
 
 namespace bnorm::nn {
 
-enum class ActivationKind { kSigmoid, kRelu, kTanh };
+enum class ActivationKind { kSigmoid, kRelu, kTanh, kElu };
 
-// "sigmoid", "relu", "tanh"; throws bnorm::Error naming the value and the choices otherwise.
+// "sigmoid", "relu", "tanh", "elu"; throws bnorm::Error naming the value and the choices otherwise.
 [[nodiscard]] ActivationKind parse_activation(std::string_view name);
 [[nodiscard]] std::string_view activation_name(ActivationKind kind);
 
-// Backward uses the output y only: sigmoid' = y(1-y), tanh' = 1-y^2, relu' = [y > 0].
+// Backward uses the output y only: sigmoid' = y(1-y), tanh' = 1-y^2, relu' = [y > 0],
+// elu' = 1 for y > 0 else y + 1 (ELU with alpha 1: y = x for x > 0, exp(x) - 1 otherwise;
+// Clevert et al. 2016, caffenet's "ELU").
 template <class T>
 class Activation final : public Layer<T> {
  public:

@@ -37,7 +37,9 @@ struct Buffer {
   std::span<T> value;
 };
 
-// Layers map a (N, in) tensor to a (N, out) tensor.
+// Layers map a tensor of N examples to a tensor of N examples: (N, features) for Dense, NHWC
+// (N, H, W, C) feature maps for Conv2d and MaxPool2d. A layer checks the number of values per
+// example (Tensor::cols()), not the rank, so that an elementwise layer may pass either on.
 // Contract shared by every layer:
 // - forward resizes y and assigns it. In training mode it remembers x and y (by address: both
 //   must stay alive and unchanged until backward; Sequential guarantees it).
@@ -53,6 +55,14 @@ class Layer {
   virtual void backward(const Tensor<T>& dy, Tensor<T>* dx) = 0;
   [[nodiscard]] virtual std::vector<Parameter<T>> parameters() { return {}; }
   [[nodiscard]] virtual std::vector<Buffer<T>> buffers() { return {}; }
+  // Called before each training forward: `step` is the number of optimizer steps taken so far
+  // and `first_example` the global index (within the global batch) of x's first row. Layers
+  // whose training forward is random (Dropout) draw from these, so that a resumed or
+  // data-parallel run sees the same randomness. Default: nothing.
+  virtual void begin_step(std::int64_t step, std::int64_t first_example) {
+    (void)step;
+    (void)first_example;
+  }
 };
 
 }  // namespace bnorm::nn

@@ -2,12 +2,17 @@
 #pragma once
 
 #include "bnorm/nn/activations.hpp"
+#include "bnorm/nn/arch.hpp"
 #include "bnorm/nn/batch_norm_layer.hpp"
 #include "bnorm/nn/batcher.hpp"
+#include "bnorm/nn/conv2d.hpp"
 #include "bnorm/nn/dense.hpp"
+#include "bnorm/nn/dropout.hpp"
+#include "bnorm/nn/feature_map.hpp"
 #include "bnorm/nn/idx.hpp"
 #include "bnorm/nn/layer.hpp"
 #include "bnorm/nn/loss.hpp"
+#include "bnorm/nn/max_pool2d.hpp"
 #include "bnorm/nn/metrics.hpp"
 #include "bnorm/nn/mlp.hpp"
 #include "bnorm/nn/rng.hpp"

@@ -18,6 +18,10 @@ class Sequential {
   // Back-propagates dy (the gradient of the loss with respect to the last output) and assigns
   // every parameter gradient. The input gradient is not computed.
   void backward(const Tensor<T>& dy);
+  // Layer::begin_step on every layer (before a training forward).
+  void begin_step(std::int64_t step, std::int64_t first_example) {
+    for (auto& layer : layers_) layer->begin_step(step, first_example);
+  }
 
   [[nodiscard]] std::size_t size() const { return layers_.size(); }
   [[nodiscard]] Layer<T>& layer(std::size_t i) { return *layers_.at(i); }

@@ -70,6 +70,10 @@ class Trainer {
   std::map<std::string, std::string> load_checkpoint(const std::filesystem::path& path);
 
   [[nodiscard]] Mlp<float>& model() { return mlp_; }
+  // Values per example of the tracked signal (the last hidden activation's input).
+  [[nodiscard]] std::int64_t tracked_width() {
+    return mlp_.net.layer(mlp_.tracked_layer).out_features();
+  }
   [[nodiscard]] const TrainConfig& config() const { return config_; }
 
  private:
