@@ -76,7 +76,7 @@ struct Implementation {
 std::string loaded_library(const std::string& needle);
 
 std::vector<Implementation> implementations();  // bnorm first, then the compiled-in baselines
-Implementation bnorm_implementation(const std::string& kernel);  // "" = automatic
+Implementation bnorm_implementation(const std::string& kernel);  // "" = automatic, or "reference"
 #if defined(BNORM_BENCH_WITH_DNNL)
 Implementation onednn_implementation();
 #endif

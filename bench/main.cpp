@@ -4,7 +4,7 @@
 // docs/benchmarks.md with a PNG plot.
 //
 //   bnorm-bench [--problems=a.txt,b.txt] [--threads=1,2] [--ops=forward,inference,backward]
-//               [--filter=substring] [--check] [--with-plain] [--min-time=s] [--repetitions=n]
+//               [--filter=substring] [--check] [--min-time=s] [--repetitions=n]
 //               [--json=path] [--md=path] [--png=path] [--torch-capabilities=auto,avx512]
 //               [google benchmark flags]
 //
@@ -72,7 +72,6 @@ struct Options {
   std::vector<Op> ops = {Op::kForwardTraining, Op::kInference, Op::kBackward};
   std::string filter;
   bool check = false;
-  bool with_plain = false;
   double min_time = 0.05;
   int repetitions = 3;
   std::string json = "bench-results.json";
@@ -117,8 +116,6 @@ Options parse(int& argc, char** argv) {
       o.filter = v;
     } else if (a == "--check") {
       o.check = true;
-    } else if (a == "--with-plain") {
-      o.with_plain = true;
     } else if (key == "--min-time") {
       o.min_time = std::stod(v);
     } else if (key == "--repetitions") {
@@ -276,7 +273,6 @@ int main_impl(int argc, char** argv) {
     }
   }
   std::vector<Implementation> impls = implementations();
-  if (o.with_plain) impls.push_back(bnorm_implementation("plain"));
   std::vector<std::unique_ptr<PeerProcess>> children;  // columns timed in child processes
 #if defined(BNORM_BENCH_WITH_TORCH)
   const auto is_torch = [](const Implementation& i) { return i.name.rfind("PyTorch", 0) == 0; };
