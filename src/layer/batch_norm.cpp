@@ -102,6 +102,29 @@ const Communicator* BasicBatchNorm<T>::sync_comm() const {
 }
 
 template <class T>
+Geometry BasicBatchNorm<T>::checked_geometry(std::span<const std::int64_t> shape,
+                                             std::size_t values) const {
+  Geometry g;
+  try {
+    g = geometry_of(shape, options_.axis);
+  } catch (const Error& e) {
+    throw Error(fmt::format("BatchNorm: input shape [{}] with options.axis = {}: {}",
+                            fmt::join(shape, ", "), options_.axis, e.what()));
+  }
+  if (g.channels != channels_) {
+    throw Error(
+        fmt::format("BatchNorm: input shape [{}] has {} channels on axis {}; expected {} "
+                    "(the layer's channels)",
+                    fmt::join(shape, ", "), g.channels, options_.axis, channels_));
+  }
+  if (static_cast<std::int64_t>(values) != g.size()) {
+    throw Error(fmt::format("BatchNorm: x has {} values; expected {} for shape [{}]", values,
+                            g.size(), fmt::join(shape, ", ")));
+  }
+  return g;
+}
+
+template <class T>
 ForwardResult BasicBatchNorm<T>::forward(std::span<const T> x, std::span<const std::int64_t> shape,
                                          std::span<T> y, bool training) {
   const Geometry g = checked_geometry(shape, x.size());

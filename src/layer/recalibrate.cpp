@@ -19,29 +19,6 @@
 namespace bnorm {
 
 template <class T>
-Geometry BasicBatchNorm<T>::checked_geometry(std::span<const std::int64_t> shape,
-                                             std::size_t values) const {
-  Geometry g;
-  try {
-    g = geometry_of(shape, options_.axis);
-  } catch (const Error& e) {
-    throw Error(fmt::format("BatchNorm: input shape [{}] with options.axis = {}: {}",
-                            fmt::join(shape, ", "), options_.axis, e.what()));
-  }
-  if (g.channels != channels_) {
-    throw Error(
-        fmt::format("BatchNorm: input shape [{}] has {} channels on axis {}; expected {} "
-                    "(the layer's channels)",
-                    fmt::join(shape, ", "), g.channels, options_.axis, channels_));
-  }
-  if (static_cast<std::int64_t>(values) != g.size()) {
-    throw Error(fmt::format("BatchNorm: x has {} values; expected {} for shape [{}]", values,
-                            g.size(), fmt::join(shape, ", ")));
-  }
-  return g;
-}
-
-template <class T>
 ForwardResult BasicBatchNorm<T>::update_statistics(std::span<const T> x,
                                                    std::span<const std::int64_t> shape) {
   if (!options_.track_running_stats) {
@@ -170,10 +147,6 @@ void BasicBatchNorm<T>::recalibrate(std::span<const BatchRef<T>> batches,
   num_batches_tracked_ = static_cast<std::int64_t>(batches.size());
 }
 
-template Geometry BasicBatchNorm<float>::checked_geometry(std::span<const std::int64_t>,
-                                                          std::size_t) const;
-template Geometry BasicBatchNorm<double>::checked_geometry(std::span<const std::int64_t>,
-                                                           std::size_t) const;
 template ForwardResult BasicBatchNorm<float>::update_statistics(std::span<const float>,
                                                                 std::span<const std::int64_t>);
 template ForwardResult BasicBatchNorm<double>::update_statistics(std::span<const double>,
